@@ -1,0 +1,185 @@
+// The C ABI (nextchat.h): argument checks, and the one place where C++ exceptions become status codes.
+#include <exception>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/spec.h"
+#include "nextchat.h"
+
+struct nc_spec {
+    std::vector<nc::TensorSpec> tensors;
+};
+
+struct nc_model {
+    explicit nc_model(const nc_model_params& params) : model(params) {}
+    nc::Model model;
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+nc_status record(nc_status status, const char* message) noexcept {
+    try {
+        last_error = message;
+    } catch (...) {
+        last_error.clear();  // out of memory while copying the message: the status still tells what happened
+    }
+    return status;
+}
+
+// Runs `body`, mapping every exception to a status and this thread's last error. Nothing escapes.
+template <class Body>
+nc_status guarded(Body&& body) noexcept {
+    try {
+        body();
+        return NC_OK;
+    } catch (const nc::Error& e) {
+        return record(e.status(), e.what());
+    } catch (const std::bad_alloc&) {
+        return record(NC_ERR_OUT_OF_MEMORY, "out of host memory");
+    } catch (const std::exception& e) {
+        return record(NC_ERR_INTERNAL, e.what());
+    } catch (...) {
+        return record(NC_ERR_INTERNAL, "unknown internal error");
+    }
+}
+
+template <class T>
+void require_out(T* out, const char* what) {
+    if (out == nullptr) nc::fail(NC_ERR_INVALID_ARGUMENT, std::string(what) + " is null");
+}
+
+void require_struct(size_t struct_size, size_t needed, const char* what) {
+    if (struct_size < needed) {
+        nc::fail(NC_ERR_INVALID_ARGUMENT, std::string(what) + ".struct_size is " + std::to_string(struct_size) +
+                                              ", this library needs " + std::to_string(needed));
+    }
+}
+
+}  // namespace
+
+extern "C" {
+
+int32_t nc_abi_version(void) { return NC_ABI_VERSION; }
+
+const char* nc_version(void) { return NEXTCHAT_VERSION; }
+
+const char* nc_last_error(void) { return last_error.c_str(); }
+
+const char* nc_status_name(int32_t status) {
+    switch (status) {
+        case NC_OK: return "NC_OK";
+        case NC_ERR_INVALID_ARGUMENT: return "NC_ERR_INVALID_ARGUMENT";
+        case NC_ERR_IO: return "NC_ERR_IO";
+        case NC_ERR_FORMAT: return "NC_ERR_FORMAT";
+        case NC_ERR_SHAPE: return "NC_ERR_SHAPE";
+        case NC_ERR_DTYPE: return "NC_ERR_DTYPE";
+        case NC_ERR_MISSING: return "NC_ERR_MISSING";
+        case NC_ERR_CONFIG: return "NC_ERR_CONFIG";
+        case NC_ERR_UNSUPPORTED: return "NC_ERR_UNSUPPORTED";
+        case NC_ERR_OUT_OF_MEMORY: return "NC_ERR_OUT_OF_MEMORY";
+        case NC_ERR_INTERNAL: return "NC_ERR_INTERNAL";
+    }
+    return "NC_ERR_UNKNOWN";
+}
+
+const char* nc_component_name(int32_t component) {
+    switch (component) {
+        case NC_COMPONENT_LLM: return "llm";
+        case NC_COMPONENT_VISION: return "vision";
+        case NC_COMPONENT_PROJECTOR: return "projector";
+        case NC_COMPONENT_LOC: return "loc";
+        case NC_COMPONENT_SEG_PROMPT: return "seg_prompt";
+        case NC_COMPONENT_SAM_ENCODER: return "sam_encoder";
+        case NC_COMPONENT_SAM_PROMPT: return "sam_prompt";
+        case NC_COMPONENT_SAM_DECODER: return "sam_decoder";
+        case NC_COMPONENT_COUNT: break;
+    }
+    return "";
+}
+
+int32_t nc_backend_compiled(int32_t backend) { return nc::backend_compiled(backend) ? 1 : 0; }
+
+nc_status nc_backend_device_count(int32_t backend, int32_t* out_count) {
+    return guarded([&] {
+        require_out(out_count, "out_count");
+        *out_count = nc::backend_device_count(backend);
+    });
+}
+
+nc_status nc_config_default_7b(nc_config* out) {
+    return guarded([&] {
+        require_out(out, "out");
+        *out = nc::default_7b_config();
+    });
+}
+
+nc_status nc_config_validate(const nc_config* config) {
+    return guarded([&] {
+        require_out(config, "config");
+        nc::validate_config(*config);
+    });
+}
+
+nc_status nc_spec_create(const nc_config* config, nc_spec** out) {
+    return guarded([&] {
+        require_out(out, "out");
+        *out = nullptr;
+        require_out(config, "config");
+        nc::validate_config(*config);
+        auto spec = std::make_unique<nc_spec>();
+        spec->tensors = nc::build_spec(*config);
+        *out = spec.release();
+    });
+}
+
+void nc_spec_free(nc_spec* spec) { std::unique_ptr<nc_spec> owned(spec); }
+
+int64_t nc_spec_count(const nc_spec* spec) { return spec == nullptr ? 0 : int64_t(spec->tensors.size()); }
+
+nc_status nc_spec_get(const nc_spec* spec, int64_t index, nc_tensor_spec* out) {
+    return guarded([&] {
+        require_out(spec, "spec");
+        require_out(out, "out");
+        if (index < 0 || index >= int64_t(spec->tensors.size())) {
+            nc::fail(NC_ERR_INVALID_ARGUMENT, "spec index " + std::to_string(index) + " out of range [0, " +
+                                                  std::to_string(spec->tensors.size()) + ")");
+        }
+        const nc::TensorSpec& t = spec->tensors[size_t(index)];
+        *out = nc_tensor_spec{};
+        out->name = t.name.c_str();
+        out->ndim = int32_t(t.shape.size());
+        for (size_t d = 0; d < t.shape.size(); ++d) out->shape[d] = t.shape[d];
+        out->component = t.component;
+        out->role = t.role;
+        out->kind = t.kind;
+    });
+}
+
+nc_status nc_model_open(const nc_model_params* params, nc_model** out) {
+    return guarded([&] {
+        require_out(out, "out");
+        *out = nullptr;
+        require_out(params, "params");
+        require_struct(params->struct_size, sizeof(nc_model_params), "nc_model_params");
+        *out = std::make_unique<nc_model>(*params).release();
+    });
+}
+
+void nc_model_free(nc_model* model) { std::unique_ptr<nc_model> owned(model); }
+
+nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_report* out) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(out, "out");
+        *out = model->model.memory(kv_dtype);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,32 @@
+// A read-only memory mapping of a whole file, released on destruction (weights are never copied: §7).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace nc {
+
+class MappedFile {
+  public:
+    // Maps `path` read-only; throws nc::Error(NC_ERR_IO) naming the path and the OS error.
+    explicit MappedFile(const std::string& path);
+    ~MappedFile();
+    MappedFile(MappedFile&& other) noexcept;
+    MappedFile& operator=(MappedFile&& other) noexcept;
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const std::byte* data() const { return data_; }
+    uint64_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+  private:
+    void release() noexcept;
+
+    std::string path_;
+    const std::byte* data_ = nullptr;
+    uint64_t size_ = 0;
+};
+
+}  // namespace nc

@@ -1,0 +1,245 @@
+/*
+ * nextchat.h — the C ABI of the nextchat inference core.
+ *
+ * Rules that hold for every call (docs/ARCHITECTURE.md, "C ABI"):
+ *   - Every call that can fail returns an nc_status; NC_OK is 0. On failure the calling thread's
+ *     nc_last_error() holds a message naming what was wrong (tensor, argument, file). No C++ exception,
+ *     abort or exit ever crosses this boundary.
+ *   - Handles are opaque. Whatever a call returns through an out-pointer is owned by the caller and must be
+ *     released with the matching *_free call; *_free accepts NULL.
+ *   - Strings passed in are copied (or only read during the call) unless stated otherwise. Strings
+ *     returned are owned by the library and valid as documented on each call.
+ *   - Enum-valued fields and arguments are int32_t holding the enum's constants, so their size is fixed and an
+ *     out-of-range value from a caller is an NC_ERR_INVALID_ARGUMENT, not undefined behaviour.
+ *   - Structs passed in start with `struct_size` so that later ABI versions can grow them: set it to
+ *     sizeof(the struct) as compiled against this header.
+ *
+ * Thread safety: functions without a handle argument are safe from any thread. A handle may be used from
+ * several threads at once only where its calls say "thread-safe".
+ */
+#ifndef NEXTCHAT_H
+#define NEXTCHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define NC_API __declspec(dllexport)
+#else
+#define NC_API __attribute__((visibility("default")))
+#endif
+
+/* Bumped on every incompatible change of this header. */
+#define NC_ABI_VERSION 1
+
+typedef enum nc_status {
+    NC_OK = 0,
+    NC_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad size, value out of range */
+    NC_ERR_IO = 2,               /* a file could not be opened, sized or mapped */
+    NC_ERR_FORMAT = 3,           /* tensor bytes outside their file, inconsistent sizes */
+    NC_ERR_SHAPE = 4,            /* a tensor's shape is not what the config implies */
+    NC_ERR_DTYPE = 5,            /* a tensor's dtype is not supported */
+    NC_ERR_MISSING = 6,          /* a required tensor is absent */
+    NC_ERR_CONFIG = 7,           /* the model config is inconsistent */
+    NC_ERR_UNSUPPORTED = 8,      /* a backend or feature not compiled in or not present */
+    NC_ERR_OUT_OF_MEMORY = 9,
+    NC_ERR_INTERNAL = 10
+} nc_status;
+
+typedef enum nc_dtype {
+    NC_DTYPE_F32 = 0,
+    NC_DTYPE_F16 = 1,
+    NC_DTYPE_BF16 = 2
+} nc_dtype;
+
+typedef enum nc_backend {
+    NC_BACKEND_CPU = 1,
+    NC_BACKEND_CUDA = 2
+} nc_backend;
+
+/* The model components of MODEL_SPEC §1; every tensor belongs to exactly one. */
+typedef enum nc_component {
+    NC_COMPONENT_LLM = 0,         /* embed_tokens, decoder layers, final norm, lm_head (§1.1) */
+    NC_COMPONENT_VISION = 1,      /* CLIP vision tower (§1.2) */
+    NC_COMPONENT_PROJECTOR = 2,   /* mm_projector (§1.3) */
+    NC_COMPONENT_LOC = 3,         /* loc_encoder + loc_decoder (§3) */
+    NC_COMPONENT_SEG_PROMPT = 4,  /* seg_prompt_mlp (§4) */
+    NC_COMPONENT_SAM_ENCODER = 5, /* SAM ViT image encoder (§5.1) */
+    NC_COMPONENT_SAM_PROMPT = 6,  /* SAM prompt encoder (§5.2) */
+    NC_COMPONENT_SAM_DECODER = 7, /* SAM mask decoder (§5.3) */
+    NC_COMPONENT_COUNT = 8
+} nc_component;
+
+/* Whether a tensor of the official checkpoint is read by the engine (MODEL_SPEC §7.2). */
+typedef enum nc_tensor_role {
+    NC_TENSOR_REQUIRED = 0, /* must be present with the exact shape */
+    NC_TENSOR_UNUSED = 1    /* present in the release but never read (CLIP post_layernorm, SAM mask_downscaling) */
+} nc_tensor_role;
+
+/* What a tensor is, so that tools (synthetic checkpoints, converters) treat each kind right. */
+typedef enum nc_tensor_kind {
+    NC_KIND_MATRIX = 0,     /* linear or conv weight: [out, in...] (ConvTranspose: [in, out, kh, kw]) */
+    NC_KIND_BIAS = 1,       /* additive bias of a linear or conv */
+    NC_KIND_NORM_SCALE = 2, /* RMSNorm / LayerNorm weight */
+    NC_KIND_NORM_SHIFT = 3, /* LayerNorm bias */
+    NC_KIND_EMBEDDING = 4,  /* rows used as vectors: token, class, position, prompt and output-token embeddings */
+    NC_KIND_REL_POS = 5,    /* SAM decomposed relative-position tables */
+    NC_KIND_GAUSSIAN = 6    /* SAM's random Fourier feature matrix (a buffer drawn from N(0, 1)) */
+} nc_tensor_kind;
+
+#define NC_MAX_DIMS 4
+#define NC_MAX_GLOBAL_ATTN 8
+
+/*
+ * Every dimension of the model (MODEL_SPEC §1, §5). Fill it from config.json; nc_config_default_7b() gives
+ * the released nextchat-7b-336 values. All counts are positive; eps values positive and finite.
+ */
+typedef struct nc_config {
+    size_t struct_size;
+
+    /* LLaMA (§1.1) */
+    int32_t vocab_size;
+    int32_t hidden_size;
+    int32_t intermediate_size;
+    int32_t num_hidden_layers;
+    int32_t num_attention_heads;
+    int32_t num_key_value_heads;
+    int32_t max_position_embeddings;
+    float rms_norm_eps;
+    float rope_theta;
+
+    /* CLIP vision tower (§1.2) */
+    int32_t vision_hidden_size;
+    int32_t vision_intermediate_size;
+    int32_t vision_num_hidden_layers;
+    int32_t vision_num_attention_heads;
+    int32_t vision_image_size;
+    int32_t vision_patch_size;
+    float vision_layer_norm_eps;
+    int32_t vision_select_layer; /* negative: index into hidden_states from the end (-2 in the release) */
+
+    /* Box encoder / decoder hidden width (§3: 2048) */
+    int32_t loc_hidden_size;
+
+    /* SAM image encoder (§5.1) */
+    int32_t sam_image_size;
+    int32_t sam_patch_size;
+    int32_t sam_encoder_embed_dim;
+    int32_t sam_encoder_depth;
+    int32_t sam_encoder_num_heads;
+    int32_t sam_encoder_mlp_dim;
+    int32_t sam_window_size;
+    int32_t sam_num_global_attn;
+    int32_t sam_global_attn_indexes[NC_MAX_GLOBAL_ATTN];
+    float sam_layer_norm_eps;
+
+    /* SAM prompt encoder and mask decoder (§5.2, §5.3) */
+    int32_t sam_prompt_embed_dim;       /* 256: neck output channels and transformer width */
+    int32_t sam_mask_in_chans;          /* 16: unused mask branch, sized for the release's tensors */
+    int32_t sam_decoder_depth;          /* 2 */
+    int32_t sam_decoder_num_heads;      /* 8 */
+    int32_t sam_decoder_mlp_dim;        /* 2048 */
+    int32_t sam_attention_downsample;   /* 2 */
+    int32_t sam_num_multimask_outputs;  /* 3 */
+    int32_t sam_iou_head_hidden_dim;    /* 256 */
+    int32_t sam_iou_head_depth;         /* 3 */
+    int32_t seg_prompt_tokens;          /* 4 LLM tokens per location (§4) */
+} nc_config;
+
+/* One tensor the engine expects, as implied by a config (MODEL_SPEC §7.2). */
+typedef struct nc_tensor_spec {
+    const char* name; /* owned by the nc_spec; valid until nc_spec_free */
+    int32_t ndim;
+    int64_t shape[NC_MAX_DIMS];
+    int32_t component; /* nc_component */
+    int32_t role;      /* nc_tensor_role */
+    int32_t kind;      /* nc_tensor_kind */
+} nc_tensor_spec;
+
+/* One tensor as stored in a file: where its bytes are and what they are. */
+typedef struct nc_tensor_ref {
+    const char* name;
+    int32_t dtype; /* nc_dtype */
+    int32_t ndim;
+    int64_t shape[NC_MAX_DIMS];
+    int32_t file_index; /* index into nc_model_params.files */
+    uint64_t offset;    /* absolute byte offset in the file */
+    uint64_t nbytes;    /* must equal numel * sizeof(dtype) */
+} nc_tensor_ref;
+
+typedef struct nc_model_params {
+    size_t struct_size;
+    const nc_config* config;
+    const char* const* files; /* weight files, memory-mapped read-only for the model's lifetime */
+    int32_t n_files;
+    const nc_tensor_ref* tensors;
+    int64_t n_tensors; /* tensors not in the spec are ignored (the caller reports them) */
+    int32_t backend; /* nc_backend */
+    int32_t device; /* GPU ordinal for NC_BACKEND_CUDA; ignored for CPU */
+} nc_model_params;
+
+/* Bytes of weights the engine reads, by component, plus what is mapped but never read. */
+typedef struct nc_memory_report {
+    size_t struct_size;
+    uint64_t weight_bytes[NC_COMPONENT_COUNT];
+    uint64_t weight_bytes_total;
+    uint64_t unused_bytes;     /* NC_TENSOR_UNUSED tensors present in the files */
+    uint64_t mapped_bytes;     /* total size of the mapped files */
+    uint64_t kv_bytes_per_token; /* K and V for every layer at the given KV dtype */
+} nc_memory_report;
+
+typedef struct nc_spec nc_spec;
+typedef struct nc_model nc_model;
+
+/* ---- Library ---------------------------------------------------------------------------------------- */
+
+/* NC_ABI_VERSION the library was built with; compare with the header's. */
+NC_API int32_t nc_abi_version(void);
+/* Semantic version of the library, e.g. "0.1.0". Static string. */
+NC_API const char* nc_version(void);
+/* Message of the last failed call on this thread; "" if none. Valid until the next call on this thread. */
+NC_API const char* nc_last_error(void);
+/* Static name of a status code, e.g. "NC_ERR_SHAPE". */
+NC_API const char* nc_status_name(int32_t status);
+/* Static lower-case name of a component, e.g. "sam_decoder"; "" when out of range. */
+NC_API const char* nc_component_name(int32_t component);
+/* Whether the backend was compiled into this library. */
+NC_API int32_t nc_backend_compiled(int32_t backend);
+/* Devices usable by a backend right now: 1 for CPU; CUDA devices visible to the runtime (0 when the
+ * driver is absent). Never fails for a compiled backend; NC_ERR_UNSUPPORTED for one not compiled in. */
+NC_API nc_status nc_backend_device_count(int32_t backend, int32_t* out_count);
+
+/* ---- Config and tensor spec ------------------------------------------------------------------------- */
+
+/* The released nextchat-7b-336 architecture (MODEL_SPEC §1, §5). */
+NC_API nc_status nc_config_default_7b(nc_config* out);
+/* Checks a config for consistency (positive sizes, heads dividing widths, window/global indexes in range). */
+NC_API nc_status nc_config_validate(const nc_config* config);
+
+/* Builds the tensor list a config implies. Thread-safe. */
+NC_API nc_status nc_spec_create(const nc_config* config, nc_spec** out);
+NC_API void nc_spec_free(nc_spec* spec);
+NC_API int64_t nc_spec_count(const nc_spec* spec);
+NC_API nc_status nc_spec_get(const nc_spec* spec, int64_t index, nc_tensor_spec* out);
+
+/* ---- Model ------------------------------------------------------------------------------------------ */
+
+/*
+ * Maps the files and binds every required tensor of the spec, checking before any compute: presence,
+ * shape, supported dtype, bytes within the file. Fails naming every offending tensor. Thread-safe.
+ */
+NC_API nc_status nc_model_open(const nc_model_params* params, nc_model** out);
+/* Unmaps and frees. Must not race with other calls on the same model. */
+NC_API void nc_model_free(nc_model* model);
+/* Weight bytes by component and KV bytes per token for kv_dtype. Thread-safe. */
+NC_API nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_report* out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NEXTCHAT_H */
