@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/modeldir"
+	"github.com/nextchat/nextchat/internal/progress"
+)
+
+// infoReport is what `nextchat info` prints, and its --json form.
+type infoReport struct {
+	Model          string             `json:"model"`
+	Files          int                `json:"files"`
+	MappedBytes    uint64             `json:"mapped_bytes"`
+	TensorsByDType map[string]int     `json:"tensors_by_dtype"`
+	Synthetic      string             `json:"synthetic,omitempty"`
+	Components     []componentReport  `json:"components"`
+	UsedParams     int64              `json:"used_params"`
+	StoredParams   int64              `json:"stored_params"`
+	WeightBytes    uint64             `json:"weight_bytes"`
+	UnusedBytes    uint64             `json:"unused_bytes"`
+	Unused         []string           `json:"unused_tensors"`
+	Unknown        []string           `json:"unknown_tensors"`
+	KVPerToken     map[string]uint64  `json:"kv_bytes_per_token"`
+	ImageTokens    int                `json:"image_tokens"`
+	LoadSeconds    float64            `json:"load_seconds"`
+	Architecture   map[string]any     `json:"architecture"`
+}
+
+type componentReport struct {
+	Name    string           `json:"name"`
+	Params  int64            `json:"params"`
+	Bytes   uint64           `json:"bytes"`
+	ByDType map[string]int64 `json:"params_by_dtype"`
+}
+
+func infoCommand() command {
+	return command{
+		name:    "info",
+		summary: "describe a model directory: parameters per component, dtypes, weight memory, KV cache per token",
+		usage:   "--model DIR [--json]",
+		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
+			model := fs.String("model", "", "model directory (config.json, *.safetensors, tokenizer.model)")
+			asJSON := fs.Bool("json", false, "print a machine-readable report")
+			return func(_ context.Context, e *env, args []string) error {
+				if *model == "" || len(args) > 0 {
+					return usageError("info needs --model DIR and no arguments")
+				}
+				r, err := buildInfo(*model)
+				if err != nil {
+					return err
+				}
+				if *asJSON {
+					enc := json.NewEncoder(e.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(r)
+				}
+				return writeInfo(e.stdout, r, fs.Lookup("verbose").Value.String() == "true")
+			}
+		},
+	}
+}
+
+// buildInfo opens the directory, loads the weights (a memory map: seconds even for 7B) so the core checks
+// every tensor, and gathers the report.
+func buildInfo(path string) (infoReport, error) {
+	d, err := modeldir.Open(path)
+	if err != nil {
+		return infoReport{}, err
+	}
+	spec, err := bindings.Spec(d.Config)
+	if err != nil {
+		return infoReport{}, err
+	}
+	start := time.Now()
+	m, err := d.Load(bindings.CPU, 0)
+	if err != nil {
+		return infoReport{}, err
+	}
+	defer m.Close()
+	loadSeconds := time.Since(start).Seconds()
+	inv := d.Inventory(spec)
+	r := infoReport{
+		Model:          d.Path,
+		Files:          len(d.Files),
+		TensorsByDType: inv.TensorsByType,
+		UsedParams:     inv.UsedParams,
+		StoredParams:   inv.StoredParams,
+		Unused:         inv.Unused,
+		Unknown:        inv.Unknown,
+		KVPerToken:     map[string]uint64{},
+		ImageTokens:    d.Config.ImageTokens(),
+		LoadSeconds:    loadSeconds,
+		Synthetic:      d.Headers[0].Metadata["nextchat.synthetic"],
+		Architecture: map[string]any{
+			"llm":    fmt.Sprintf("LLaMA %d×%d, %d heads (%d KV), MLP %d, vocab %d", d.Config.NumHiddenLayers, d.Config.HiddenSize, d.Config.NumAttentionHeads, d.Config.NumKeyValueHeads, d.Config.IntermediateSize, d.Config.VocabSize),
+			"vision": fmt.Sprintf("CLIP ViT %d×%d, %d heads, %dpx/%d", d.Config.Vision.NumHiddenLayers, d.Config.Vision.HiddenSize, d.Config.Vision.NumAttentionHeads, d.Config.Vision.ImageSize, d.Config.Vision.PatchSize),
+			"sam":    fmt.Sprintf("SAM ViT %d×%d, %d heads, %dpx/%d, window %d, global %v", d.Config.SAM.EncoderDepth, d.Config.SAM.EncoderEmbedDim, d.Config.SAM.EncoderNumHeads, d.Config.SAM.ImageSize, d.Config.SAM.PatchSize, d.Config.SAM.WindowSize, d.Config.SAM.GlobalAttnIndexes),
+		},
+	}
+	for _, kv := range []bindings.DType{bindings.BF16, bindings.F16, bindings.F32} {
+		mem, err := m.Memory(kv)
+		if err != nil {
+			return infoReport{}, err
+		}
+		r.KVPerToken[strings.ToLower(kv.String())] = mem.KVBytesPerToken
+		r.WeightBytes, r.UnusedBytes, r.MappedBytes = mem.WeightBytesTotal, mem.UnusedBytes, mem.MappedBytes
+		if kv == bindings.BF16 {
+			for _, c := range inv.Components {
+				r.Components = append(r.Components, componentReport{
+					Name: c.Component.String(), Params: c.Params, Bytes: mem.WeightBytes[c.Component], ByDType: c.ByDType,
+				})
+			}
+		}
+	}
+	return r, nil
+}
+
+func writeInfo(w io.Writer, r infoReport, verbose bool) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "model\t%s\n", r.Model)
+	if r.Synthetic != "" {
+		fmt.Fprintf(tw, "weights\tSYNTHETIC (%s)\n", r.Synthetic)
+	}
+	for _, k := range []string{"llm", "vision", "sam"} {
+		fmt.Fprintf(tw, "%s\t%s\n", k, r.Architecture[k])
+	}
+	fmt.Fprintf(tw, "image tokens\t%d per image\n", r.ImageTokens)
+	fmt.Fprintf(tw, "files\t%d, %s mapped, tensors by dtype: %s\n", r.Files, progress.FormatBytes(int64(r.MappedBytes)), formatCounts(r.TensorsByDType))
+	fmt.Fprintf(tw, "\ncomponent\tparameters\tweight memory\tdtypes\n")
+	for _, c := range r.Components {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, groupDigits(c.Params), progress.FormatBytes(int64(c.Bytes)), formatDTypes(c.ByDType))
+	}
+	fmt.Fprintf(tw, "total used\t%s\t%s (%d bytes)\t\n", groupDigits(r.UsedParams), progress.FormatBytes(int64(r.WeightBytes)), r.WeightBytes)
+	fmt.Fprintf(tw, "total stored\t%s\t\t\n", groupDigits(r.StoredParams))
+	fmt.Fprintf(tw, "\nunused tensors\t%d (%s), never read\n", len(r.Unused), progress.FormatBytes(int64(r.UnusedBytes)))
+	fmt.Fprintf(tw, "unknown tensors\t%d, ignored\n", len(r.Unknown))
+	fmt.Fprintf(tw, "KV cache\t%s/token bf16, %s/token f16, %s/token f32\n", formatBinary(r.KVPerToken["bf16"]), formatBinary(r.KVPerToken["f16"]), formatBinary(r.KVPerToken["f32"]))
+	fmt.Fprintf(tw, "load\t%.3f s (memory-mapped, every tensor checked)\n", r.LoadSeconds)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if verbose {
+		for _, n := range r.Unused {
+			fmt.Fprintf(w, "unused: %s\n", n)
+		}
+		for _, n := range r.Unknown {
+			fmt.Fprintf(w, "unknown: %s\n", n)
+		}
+	}
+	return nil
+}
+
+// formatBinary renders KV sizes in the binary units MODEL_SPEC uses ("0.5 MiB/token").
+func formatBinary(b uint64) string {
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%.4g MiB", float64(b)/(1<<20))
+	case b >= 1<<10:
+		return fmt.Sprintf("%.4g KiB", float64(b)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", b)
+}
+
+func formatCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
+func formatDTypes(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ",")
+}
+
+// groupDigits writes 7742043208 as 7,742,043,208.
+func groupDigits(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}

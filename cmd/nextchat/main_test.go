@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &env{stdout: &out, stderr: &errOut})
+	return code, out.String(), errOut.String()
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	code, out, _ := runCLI("--help")
+	assert.Equal(t, 0, code)
+	for _, c := range commands() {
+		assert.Contains(t, out, c.name)
+		code, _, stderr := runCLI(c.name, "--help")
+		assert.Equal(t, 0, code, c.name)
+		assert.Contains(t, stderr, "Usage: nextchat "+c.name, c.name)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, ""},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown flag", []string{"info", "--nope"}, "unknown flag"},
+		{"info without model", []string{"info"}, "needs --model"},
+		{"gen without out", []string{"gen"}, "needs --out"},
+		{"gen bad dtype", []string{"gen", "--out", "x", "--dtype", "int4"}, "unknown dtype"},
+		{"version with args", []string{"version", "extra"}, "no arguments"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(tc.args...)
+			assert.Equal(t, 2, code)
+			assert.Contains(t, stderr, tc.want)
+		})
+	}
+}
+
+func TestVersionListsBackends(t *testing.T) {
+	code, out, _ := runCLI("version")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "backend cpu   compiled in, 1 device(s) usable")
+	assert.Contains(t, out, "backend cuda")
+}
+
+func TestGPUsNeverFails(t *testing.T) {
+	code, out, stderr := runCLI("gpus")
+	require.Equal(t, 0, code, stderr)
+	assert.NotEmpty(t, out)
+}
+
+func TestGenThenInfo(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "tokenizer.model")
+	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
+	dir := filepath.Join(t.TempDir(), "tiny")
+	code, out, stderr := runCLI("gen", "--config", "tiny", "--seed", "2", "--dtype", "bf16", "--tokenizer", tok, "--out", dir)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, out, "random")
+
+	code, out, stderr = runCLI("info", "--model", dir)
+	require.Equal(t, 0, code, stderr)
+	for _, want := range []string{"SYNTHETIC", "sam_decoder", "3,638,916", "image tokens  16 per image", "512 B/token bf16"} {
+		assert.Contains(t, out, want)
+	}
+
+	code, out, stderr = runCLI("info", "--model", dir, "--json")
+	require.Equal(t, 0, code, stderr)
+	var r infoReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, 8, len(r.Components))
+	assert.Equal(t, uint64(2*r.UsedParams), r.WeightBytes)
+	assert.Equal(t, map[string]int{"BF16": 294}, r.TensorsByDType)
+
+	code, out, _ = runCLI("info", "--model", dir, "-v")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, "unused: sam.model.prompt_encoder.mask_downscaling.0.weight")
+
+	code, _, stderr = runCLI("gen", "--config", "tiny", "--tokenizer", tok, "--out", dir)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "--force")
+}
+
+func TestInfoOnBrokenModelIsAnError(t *testing.T) {
+	code, _, stderr := runCLI("info", "--model", t.TempDir())
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "config.json")
+}
+
+func TestGroupDigits(t *testing.T) {
+	for in, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 7741813044: "7,741,813,044", -1234: "-1,234"} {
+		assert.Equal(t, want, groupDigits(in))
+	}
+}
