@@ -1,0 +1,72 @@
+# nextchat — build, test and check. `make help` lists the targets.
+SHELL := /bin/bash
+BUILD       ?= build
+BUILD_ASAN  ?= build-asan
+BUILD_CUDA  ?= build-cuda
+GO          ?= go
+JOBS        ?= $(shell nproc)
+# A CUDA toolkit root for cuda-check; .ci/install-cuda.sh makes one from PyPI wheels without a GPU.
+CUDA_ROOT   ?= $(shell command -v nvcc >/dev/null 2>&1 && dirname $$(dirname $$(command -v nvcc)) || echo /opt/nextchat-cuda/cuda)
+DEMO_DIR    ?= out/demo-tiny
+
+.PHONY: all help deps lib test test-cpp test-go test-asan bench cuda-check demo fuzz clean
+
+all: lib bin/nextchat
+
+help:
+	@echo "make            build libnextchat (CMake) and bin/nextchat"
+	@echo "make demo       install build tools if missing, build, generate a synthetic tiny checkpoint, inspect it"
+	@echo "make test       C++ tests (ctest), then go test -race -count=1 ./..."
+	@echo "make test-asan  C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
+	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion)"
+	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
+	@echo "make fuzz       run the safetensors header fuzzer for FUZZTIME (default 60s)"
+	@echo "make clean      remove build outputs"
+
+deps:
+	@bash .ci/install-deps.sh
+
+lib:
+	@cmake -S . -B $(BUILD) -G Ninja -DNEXTCHAT_CUDA=AUTO >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+bin/nextchat: lib $(shell find cmd internal bindings -name '*.go' -not -name '*_test.go') go.mod go.sum
+	$(GO) build -o bin/nextchat ./cmd/nextchat
+
+test: test-cpp test-go
+
+test-cpp: lib
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test-go: lib
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+test-asan:
+	@cmake -S . -B $(BUILD_ASAN) -G Ninja -DNEXTCHAT_CUDA=OFF -DNEXTCHAT_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS)
+
+bench: lib
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+cuda-check:
+	@test -x "$(CUDA_ROOT)/bin/nvcc" || { echo "no nvcc under CUDA_ROOT=$(CUDA_ROOT); run: CUDA_ROOT=\$$(bash .ci/install-cuda.sh | tail -1)"; exit 1; }
+	cmake -S . -B $(BUILD_CUDA) -G Ninja -DNEXTCHAT_CUDA=ON -DNEXTCHAT_TESTS=ON \
+		-DCMAKE_CUDA_COMPILER=$(CUDA_ROOT)/bin/nvcc -DCUDAToolkit_ROOT=$(CUDA_ROOT) \
+		-DCMAKE_CUDA_ARCHITECTURES="80;90;90a" -DCMAKE_BUILD_RPATH=$(CUDA_ROOT)/lib64 >/dev/null
+	cmake --build $(BUILD_CUDA) -j $(JOBS)
+	@echo "cuda-check: every .cu compiled for sm_80, sm_90, sm_90a"
+
+demo: deps all
+	bin/nextchat version
+	bin/nextchat gen --config tiny --seed 1 --out $(DEMO_DIR) --force
+	bin/nextchat info --model $(DEMO_DIR)
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzParseHeader -fuzztime=$(FUZZTIME) ./internal/safetensors/
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CUDA) bin out
