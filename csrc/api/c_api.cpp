@@ -9,6 +9,8 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/spec.h"
+#include "runtime/sampler.h"
+#include "runtime/sequence.h"
 #include "nextchat.h"
 
 struct nc_spec {
@@ -18,6 +20,17 @@ struct nc_spec {
 struct nc_model {
     explicit nc_model(const nc_model_params& params) : model(params) {}
     nc::Model model;
+};
+
+struct nc_cache {
+    nc_model* owner;
+    std::shared_ptr<nc::KVCache> cache;
+};
+
+struct nc_seq {
+    template <class... Args>
+    explicit nc_seq(Args&&... args) : seq(std::forward<Args>(args)...) {}
+    nc::Sequence seq;
 };
 
 namespace {
@@ -179,6 +192,75 @@ nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_rep
         require_out(model, "model");
         require_out(out, "out");
         *out = model->model.memory(kv_dtype);
+    });
+}
+
+nc_status nc_cache_create(nc_model* model, const nc_cache_params* params, nc_cache** out) {
+    return guarded([&] {
+        require_out(out, "out");
+        *out = nullptr;
+        require_out(model, "model");
+        require_out(params, "params");
+        require_struct(params->struct_size, sizeof(nc_cache_params), "nc_cache_params");
+        auto cache = model->model.make_cache(params->block_size, params->num_blocks, params->dtype);
+        *out = std::make_unique<nc_cache>(nc_cache{model, std::move(cache)}).release();
+    });
+}
+
+void nc_cache_free(nc_cache* cache) { std::unique_ptr<nc_cache> owned(cache); }
+
+nc_status nc_cache_blocks(const nc_cache* cache, int64_t* free_blocks, int64_t* total_blocks) {
+    return guarded([&] {
+        require_out(cache, "cache");
+        require_out(free_blocks, "free_blocks");
+        require_out(total_blocks, "total_blocks");
+        *free_blocks = cache->cache->free_blocks();
+        *total_blocks = cache->cache->num_blocks();
+    });
+}
+
+nc_status nc_seq_create(nc_cache* cache, const nc_sampling* sampling, nc_seq** out) {
+    return guarded([&] {
+        require_out(out, "out");
+        *out = nullptr;
+        require_out(cache, "cache");
+        require_out(sampling, "sampling");
+        require_struct(sampling->struct_size, sizeof(nc_sampling), "nc_sampling");
+        const nc::SamplingParams p{sampling->temperature, sampling->top_k, sampling->top_p,
+                                   sampling->repetition_penalty, sampling->seed};
+        nc::validate_sampling(p);
+        *out = std::make_unique<nc_seq>(cache->cache, p).release();
+    });
+}
+
+nc_status nc_seq_fork(const nc_seq* parent, nc_seq** out) {
+    return guarded([&] {
+        require_out(out, "out");
+        *out = nullptr;
+        require_out(parent, "parent");
+        *out = std::make_unique<nc_seq>(parent->seq).release();
+    });
+}
+
+void nc_seq_free(nc_seq* seq) { std::unique_ptr<nc_seq> owned(seq); }
+
+int64_t nc_seq_length(const nc_seq* seq) { return seq == nullptr ? -1 : seq->seq.length(); }
+
+nc_status nc_step(nc_model* model, nc_cache* cache, nc_step_input* inputs, int32_t n) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(cache, "cache");
+        if (n <= 0 || inputs == nullptr) nc::fail(NC_ERR_INVALID_ARGUMENT, "nc_step needs at least one input");
+        if (cache->owner != model) nc::fail(NC_ERR_INVALID_ARGUMENT, "the cache belongs to another model");
+        std::vector<nc::StepRequest> requests;
+        requests.reserve(size_t(n));
+        for (int32_t i = 0; i < n; ++i) {
+            const nc_step_input& in = inputs[i];
+            requests.push_back(nc::StepRequest{in.seq ? &in.seq->seq : nullptr, in.tokens, in.n_tokens, in.embeds,
+                                               in.embed_rows, in.want, in.logits, in.hidden});
+        }
+        model->model.step(*cache->cache, requests);
+        for (int32_t i = 0; i < n; ++i) inputs[i].token = requests[size_t(i)].token;
     });
 }
 

@@ -180,6 +180,7 @@ typedef struct nc_model_params {
     int64_t n_tensors; /* tensors not in the spec are ignored (the caller reports them) */
     int32_t backend; /* nc_backend */
     int32_t device; /* GPU ordinal for NC_BACKEND_CUDA; ignored for CPU */
+    int32_t threads; /* CPU compute threads; 0 = one per hardware thread */
 } nc_model_params;
 
 /* Bytes of weights the engine reads, by component, plus what is mapped but never read. */
@@ -194,6 +195,45 @@ typedef struct nc_memory_report {
 
 typedef struct nc_spec nc_spec;
 typedef struct nc_model nc_model;
+typedef struct nc_cache nc_cache;
+typedef struct nc_seq nc_seq;
+
+/* A paged KV cache: num_blocks blocks of block_size positions (a power of two) for every layer. */
+typedef struct nc_cache_params {
+    size_t struct_size;
+    int32_t block_size;
+    int64_t num_blocks;
+    int32_t dtype; /* nc_dtype of stored keys and values */
+} nc_cache_params;
+
+/* How a sequence chooses tokens (docs/SAMPLING.md). temperature 0 = greedy. */
+typedef struct nc_sampling {
+    size_t struct_size;
+    float temperature;
+    int32_t top_k;            /* 0 = no limit */
+    float top_p;              /* 1 = no limit */
+    float repetition_penalty; /* 1 = none */
+    uint64_t seed;
+} nc_sampling;
+
+/* What a step returns for a sequence. */
+#define NC_STEP_SAMPLE 1     /* choose the next token from the last row: nc_step_input.token */
+#define NC_STEP_LOGITS 2     /* copy the last row's logits [vocab] into .logits */
+#define NC_STEP_HIDDEN 4     /* copy the last row's final-normed hidden state [hidden] into .hidden */
+#define NC_STEP_ALL_HIDDEN 8 /* copy every row's final-normed hidden state [n_tokens, hidden] into .hidden */
+
+/* One sequence's part of a batched step: n_tokens rows appended at its current length. */
+typedef struct nc_step_input {
+    nc_seq* seq;
+    const int32_t* tokens;     /* [n_tokens] ids; every row has one (e.g. <im_patch> under an image row) */
+    int32_t n_tokens;
+    const float* embeds;       /* optional [n_tokens, hidden]: input embeddings replacing the token's */
+    const uint8_t* embed_rows; /* optional [n_tokens]: 1 where embeds applies; NULL = every row */
+    int32_t want;              /* NC_STEP_* flags */
+    float* logits;             /* caller-owned output buffers, see the flags */
+    float* hidden;
+    int32_t token;             /* out: the chosen token with NC_STEP_SAMPLE */
+} nc_step_input;
 
 /* ---- Library ---------------------------------------------------------------------------------------- */
 
@@ -237,6 +277,30 @@ NC_API nc_status nc_model_open(const nc_model_params* params, nc_model** out);
 NC_API void nc_model_free(nc_model* model);
 /* Weight bytes by component and KV bytes per token for kv_dtype. Thread-safe. */
 NC_API nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_report* out);
+
+/* ---- KV cache, sequences, steps ----------------------------------------------------------------------- */
+
+/* Allocates the whole cache up front (no allocation during steps). The cache may be freed before its
+ * sequences: they keep its memory alive. */
+NC_API nc_status nc_cache_create(nc_model* model, const nc_cache_params* params, nc_cache** out);
+NC_API void nc_cache_free(nc_cache* cache);
+/* Free and total blocks. */
+NC_API nc_status nc_cache_blocks(const nc_cache* cache, int64_t* free_blocks, int64_t* total_blocks);
+
+/* An empty sequence in a cache. */
+NC_API nc_status nc_seq_create(nc_cache* cache, const nc_sampling* sampling, nc_seq** out);
+/* A copy sharing the parent's cached positions (copied on write) and sampler state: for beams and prefixes. */
+NC_API nc_status nc_seq_fork(const nc_seq* parent, nc_seq** out);
+NC_API void nc_seq_free(nc_seq* seq);
+/* Positions in the cache; -1 for NULL. */
+NC_API int64_t nc_seq_length(const nc_seq* seq);
+
+/*
+ * One batched step over n sequences of one cache (prefill chunks and single decode tokens mixed). Everything
+ * is validated before any compute; on error no sequence changed. Not re-entrant for a model; the sequences
+ * and cache must not be used concurrently by other calls.
+ */
+NC_API nc_status nc_step(nc_model* model, nc_cache* cache, nc_step_input* inputs, int32_t n);
 
 #ifdef __cplusplus
 }

@@ -40,13 +40,107 @@ void check_backend(const nc_model_params& params) {
         fail(NC_ERR_UNSUPPORTED, "CUDA device " + std::to_string(params.device) + " requested, " +
                                      std::to_string(devices) + " visible");
     }
+    // Refused rather than silently computed on the CPU: the model's CUDA kernels are not part of this build.
+    if (params.backend == NC_BACKEND_CUDA) {
+        fail(NC_ERR_UNSUPPORTED, "this build runs models on the CPU backend only (no CUDA model kernels yet)");
+    }
+    if (params.threads < 0 || params.threads > 1024) {
+        fail(NC_ERR_INVALID_ARGUMENT, "threads " + std::to_string(params.threads) + " out of range [0, 1024]");
+    }
 }
 
 }  // namespace
 
 Model::Model(const nc_model_params& params)
     : config_((check_backend(params), checked_config(params))),
-      weights_(config_, checked_files(params), params.tensors, params.n_tensors) {}
+      weights_(config_, checked_files(params), params.tensors, params.n_tensors),
+      llm_(config_, weights_),
+      ops_(ops::make_cpu_ops(params.threads)) {}
+
+Model::~Model() = default;
+
+std::shared_ptr<KVCache> Model::make_cache(int32_t block_size, int64_t num_blocks, int32_t dtype) const {
+    if (!dtype_valid(dtype)) fail(NC_ERR_INVALID_ARGUMENT, "unknown KV dtype code " + std::to_string(dtype));
+    return std::make_shared<KVCache>(config_, block_size, num_blocks, nc_dtype(dtype));
+}
+
+void Model::validate(const KVCache& cache, const std::vector<StepRequest>& requests) const {
+    if (!cache.fits(config_)) fail(NC_ERR_INVALID_ARGUMENT, "the KV cache was made for another model");
+    constexpr int32_t known = NC_STEP_SAMPLE | NC_STEP_LOGITS | NC_STEP_HIDDEN | NC_STEP_ALL_HIDDEN;
+    for (size_t i = 0; i < requests.size(); ++i) {
+        const StepRequest& r = requests[i];
+        const std::string at = "step input #" + std::to_string(i) + ": ";
+        if (r.seq == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "seq is null");
+        if (r.seq->cache().get() != &cache) fail(NC_ERR_INVALID_ARGUMENT, at + "the sequence belongs to another KV cache");
+        for (size_t j = 0; j < i; ++j) {
+            if (requests[j].seq == r.seq) fail(NC_ERR_INVALID_ARGUMENT, at + "the same sequence appears twice");
+        }
+        if (r.n <= 0 || r.tokens == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "needs at least one token");
+        for (int64_t t = 0; t < r.n; ++t) {
+            if (r.tokens[t] < 0 || r.tokens[t] >= config_.vocab_size) {
+                fail(NC_ERR_INVALID_ARGUMENT, at + "token " + std::to_string(r.tokens[t]) + " at row " + std::to_string(t) +
+                                                  " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+            }
+        }
+        if (r.seq->length() + r.n > config_.max_position_embeddings) {
+            fail(NC_ERR_INVALID_ARGUMENT, at + "positions up to " + std::to_string(r.seq->length() + r.n) +
+                                              " exceed max_position_embeddings " +
+                                              std::to_string(config_.max_position_embeddings));
+        }
+        if (r.embed_rows != nullptr && r.embeds == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "embed_rows without embeds");
+        if ((r.want & ~known) != 0) fail(NC_ERR_INVALID_ARGUMENT, at + "unknown flags in want");
+        if ((r.want & NC_STEP_LOGITS) && r.logits == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "logits buffer is null");
+        if ((r.want & (NC_STEP_HIDDEN | NC_STEP_ALL_HIDDEN)) && r.hidden == nullptr) {
+            fail(NC_ERR_INVALID_ARGUMENT, at + "hidden buffer is null");
+        }
+    }
+}
+
+void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
+    std::unique_lock<std::mutex> lock(step_mu_, std::try_to_lock);
+    if (!lock.owns_lock()) fail(NC_ERR_INVALID_ARGUMENT, "nc_step called concurrently on one model");
+    validate(cache, requests);
+    for (StepRequest& r : requests) r.seq->reserve(r.n);
+
+    const int64_t H = llm_.hidden(), V = llm_.vocab();
+    int64_t T = 0;
+    for (const StepRequest& r : requests) T += r.n;
+    if (x_.size() < size_t(T * H)) x_.resize(size_t(T * H));
+    std::vector<LlmSegment> segments;
+    int64_t row = 0;
+    for (const StepRequest& r : requests) {
+        float* x = x_.data() + row * H;
+        llm_.embed(*ops_, r.tokens, r.n, x);
+        if (r.embeds != nullptr) {
+            for (int64_t t = 0; t < r.n; ++t) {
+                if (r.embed_rows == nullptr || r.embed_rows[t]) std::copy(r.embeds + t * H, r.embeds + (t + 1) * H, x + t * H);
+            }
+        }
+        segments.push_back(LlmSegment{row, r.n, r.seq->length(), r.seq->blocks()});
+        row += r.n;
+    }
+    llm_.forward(*ops_, cache, segments, x_.data(), T);
+
+    // lm_head once over the last row of every sequence.
+    const int64_t B = int64_t(requests.size());
+    if (last_.size() < size_t(B * H)) last_.resize(size_t(B * H));
+    if (logits_.size() < size_t(B * V)) logits_.resize(size_t(B * V));
+    for (int64_t b = 0; b < B; ++b) {
+        const LlmSegment& s = segments[size_t(b)];
+        std::copy(x_.data() + (s.row + s.rows - 1) * H, x_.data() + (s.row + s.rows) * H, last_.data() + b * H);
+    }
+    llm_.logits(*ops_, last_.data(), B, logits_.data());
+    for (int64_t b = 0; b < B; ++b) {
+        StepRequest& r = requests[size_t(b)];
+        const LlmSegment& s = segments[size_t(b)];
+        const float* lg = logits_.data() + b * V;
+        r.seq->advance(r.tokens, r.n);
+        if (r.want & NC_STEP_LOGITS) std::copy(lg, lg + V, r.logits);
+        if (r.want & NC_STEP_HIDDEN) std::copy(last_.data() + b * H, last_.data() + (b + 1) * H, r.hidden);
+        if (r.want & NC_STEP_ALL_HIDDEN) std::copy(x_.data() + s.row * H, x_.data() + (s.row + s.rows) * H, r.hidden);
+        if (r.want & NC_STEP_SAMPLE) r.token = r.seq->sampler().next(lg, int32_t(V), r.seq->history());
+    }
+}
 
 nc_memory_report Model::memory(int32_t kv_dtype) const {
     if (!dtype_valid(kv_dtype)) fail(NC_ERR_INVALID_ARGUMENT, "unknown KV dtype code " + std::to_string(kv_dtype));

@@ -1,27 +1,59 @@
 // A loaded model: config, bound weights and the backend it runs on. What nc_model* points to.
 #pragma once
 
+#include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
+#include "model/llm.h"
 #include "model/weights.h"
 #include "nextchat.h"
+#include "ops/ops.h"
+#include "runtime/sequence.h"
 
 namespace nc {
+
+// One sequence's part of a batched step (nc_step_input without the C types).
+struct StepRequest {
+    Sequence* seq;
+    const int32_t* tokens;
+    int64_t n;
+    const float* embeds;        // optional [n, hidden] rows replacing token embeddings
+    const uint8_t* embed_rows;  // optional [n]: which rows of embeds apply (null: all, when embeds is set)
+    int32_t want;               // NC_STEP_* flags
+    float* logits;              // [vocab] for NC_STEP_LOGITS
+    float* hidden;              // [hidden] (NC_STEP_HIDDEN) or [n, hidden] (NC_STEP_ALL_HIDDEN)
+    int32_t token = -1;         // out: the sampled token (NC_STEP_SAMPLE)
+};
 
 class Model {
   public:
     // Validates the config and the backend choice, then maps and binds the weights.
     explicit Model(const nc_model_params& params);
+    ~Model();
 
     const nc_config& config() const { return config_; }
     const WeightStore& weights() const { return weights_; }
     // kv_dtype: an nc_dtype code, checked.
     nc_memory_report memory(int32_t kv_dtype) const;
 
+    // A KV cache sized for this model.
+    std::shared_ptr<KVCache> make_cache(int32_t block_size, int64_t num_blocks, int32_t dtype) const;
+
+    // Runs one batched step: appends each request's rows to its sequence and fills the wanted outputs.
+    // Validates everything before any compute; on error no sequence has changed length.
+    void step(KVCache& cache, std::vector<StepRequest>& requests);
+
   private:
+    void validate(const KVCache& cache, const std::vector<StepRequest>& requests) const;
+
     nc_config config_;
     WeightStore weights_;
+    Llm llm_;
+    std::unique_ptr<ops::Ops> ops_;
+    std::mutex step_mu_;  // a step is not re-entrant (nextchat.h)
+    std::vector<float> x_, last_, logits_;
 };
 
 }  // namespace nc

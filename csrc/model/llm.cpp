@@ -1,0 +1,92 @@
+#include "model/llm.h"
+
+#include <string>
+
+namespace nc {
+
+ops::Weight as_op_weight(const WeightView& w) {
+    const int64_t rows = w.shape.size() >= 2 ? w.shape[0] : 1;
+    const int64_t cols = w.shape.empty() ? 1 : w.shape.back();
+    return ops::Weight{w.dtype, w.data, rows, cols};
+}
+
+namespace {
+
+template <class T>
+T* grown(std::vector<T>& buf, int64_t n) {
+    if (buf.size() < size_t(n)) buf.resize(size_t(n));
+    return buf.data();
+}
+
+}  // namespace
+
+Llm::Llm(const nc_config& c, const WeightStore& w)
+    : hidden_(c.hidden_size),
+      vocab_(c.vocab_size),
+      intermediate_(c.intermediate_size),
+      heads_(c.num_attention_heads),
+      kv_heads_(c.num_key_value_heads),
+      head_dim_(c.hidden_size / c.num_attention_heads),
+      eps_(c.rms_norm_eps),
+      theta_(c.rope_theta),
+      embed_(as_op_weight(w.get("model.embed_tokens.weight"))),
+      norm_(as_op_weight(w.get("model.norm.weight"))),
+      lm_head_(as_op_weight(w.get("lm_head.weight"))) {
+    for (int i = 0; i < c.num_hidden_layers; ++i) {
+        const std::string p = "model.layers." + std::to_string(i) + ".";
+        auto get = [&](const char* name) { return as_op_weight(w.get(p + name)); };
+        layers_.push_back(Layer{get("input_layernorm.weight"), get("self_attn.q_proj.weight"),
+                                get("self_attn.k_proj.weight"), get("self_attn.v_proj.weight"),
+                                get("self_attn.o_proj.weight"), get("post_attention_layernorm.weight"),
+                                get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"), get("mlp.down_proj.weight")});
+    }
+}
+
+void Llm::embed(ops::Ops& ops, const int32_t* ids, int64_t n, float* x) const { ops.embedding(embed_, ids, n, x); }
+
+void Llm::forward(ops::Ops& ops, KVCache& cache, const std::vector<LlmSegment>& segments, float* x, int64_t T) {
+    const int64_t H = hidden_, kv_width = int64_t(kv_heads_) * head_dim_;
+    float* h = grown(h_, T * H);
+    float* q = grown(q_, T * H);
+    float* k = grown(k_, T * kv_width);
+    float* v = grown(v_, T * kv_width);
+    float* attn = grown(attn_, T * H);
+    float* gate = grown(gate_, T * intermediate_);
+    float* up = grown(up_, T * intermediate_);
+    int32_t* pos = grown(positions_, T);
+    for (const LlmSegment& s : segments) {
+        for (int64_t i = 0; i < s.rows; ++i) pos[s.row + i] = int32_t(s.start + i);
+    }
+    for (size_t l = 0; l < layers_.size(); ++l) {
+        const Layer& L = layers_[l];
+        // Attention block: x += o_proj(attention(rope(q), rope(k), v)) on the normed input.
+        ops.rms_norm(x, T, L.attn_norm, eps_, h);
+        ops.linear(h, T, L.q, nullptr, q);
+        ops.linear(h, T, L.k, nullptr, k);
+        ops.linear(h, T, L.v, nullptr, v);
+        ops.rope(q, T, heads_, head_dim_, pos, theta_);
+        ops.rope(k, T, kv_heads_, head_dim_, pos, theta_);
+        for (const LlmSegment& s : segments) {
+            const ops::KVSeqView view = cache.view(int32_t(l), s.blocks);
+            ops.kv_write(view, s.start, s.rows, k + s.row * kv_width, v + s.row * kv_width);
+            ops.attention(q + s.row * H, s.rows, heads_, s.start, view, attn + s.row * H);
+        }
+        ops.linear(attn, T, L.o, nullptr, h);
+        ops.add(x, h, T * H);
+        // MLP block: x += down(silu(gate(h)) * up(h)).
+        ops.rms_norm(x, T, L.mlp_norm, eps_, h);
+        ops.linear(h, T, L.gate, nullptr, gate);
+        ops.linear(h, T, L.up, nullptr, up);
+        ops.silu_mul(gate, up, T * intermediate_);
+        ops.linear(gate, T, L.down, nullptr, h);
+        ops.add(x, h, T * H);
+    }
+    ops.rms_norm(x, T, norm_, eps_, h);
+    std::copy(h, h + T * H, x);
+}
+
+void Llm::logits(ops::Ops& ops, const float* h, int64_t rows, float* out) const {
+    ops.linear(h, rows, lm_head_, nullptr, out);
+}
+
+}  // namespace nc

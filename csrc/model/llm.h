@@ -1,0 +1,60 @@
+// The LLaMA decoder of NExT-Chat (MODEL_SPEC §1.1): embeddings, 32 pre-norm blocks (RMSNorm, rotate-half
+// RoPE, causal MHA over the paged KV cache, SwiGLU MLP), final RMSNorm, lm_head. Rows of many sequences are
+// processed together: every linear layer runs once over all of them; attention runs per sequence.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/weights.h"
+#include "nextchat.h"
+#include "ops/ops.h"
+#include "runtime/kv_cache.h"
+
+namespace nc {
+
+// Rows [row, row + rows) of a step's activations belong to one sequence, at positions [start, start + rows);
+// its block table already covers them.
+struct LlmSegment {
+    int64_t row;
+    int64_t rows;
+    int64_t start;
+    const int32_t* blocks;
+};
+
+class Llm {
+  public:
+    Llm(const nc_config& config, const WeightStore& weights);
+
+    int64_t hidden() const { return hidden_; }
+    int64_t vocab() const { return vocab_; }
+
+    // x [n, hidden] = embed_tokens rows of ids.
+    void embed(ops::Ops& ops, const int32_t* ids, int64_t n, float* x) const;
+
+    // In: x [T, hidden] input embeddings. Out: x = the final-RMSNorm'd hidden states (the vector lm_head reads,
+    // §2.3's h). Writes every row's K and V into the cache.
+    void forward(ops::Ops& ops, KVCache& cache, const std::vector<LlmSegment>& segments, float* x, int64_t T);
+
+    // logits [rows, vocab] from final hidden states [rows, hidden].
+    void logits(ops::Ops& ops, const float* h, int64_t rows, float* out) const;
+
+  private:
+    struct Layer {
+        ops::Weight attn_norm, q, k, v, o, mlp_norm, gate, up, down;
+    };
+
+    int64_t hidden_, vocab_, intermediate_;
+    int32_t heads_, kv_heads_, head_dim_;
+    float eps_, theta_;
+    ops::Weight embed_, norm_, lm_head_;
+    std::vector<Layer> layers_;
+    // Step workspace, grown on demand and reused (no per-token allocation in steady state).
+    std::vector<float> h_, q_, k_, v_, attn_, gate_, up_;
+    std::vector<int32_t> positions_;
+};
+
+// The op-level view of a bound weight: [out, in] matrices, vectors as one row.
+ops::Weight as_op_weight(const WeightView& w);
+
+}  // namespace nc

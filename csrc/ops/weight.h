@@ -1,0 +1,41 @@
+// A read-only weight matrix or vector of any stored dtype, as ops see it: no copy, converted on the fly.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "nextchat.h"
+#include "ops/convert.h"
+
+namespace nc::ops {
+
+struct Weight {
+    nc_dtype dtype;
+    const void* data;
+    int64_t rows;  // output features for a [out, in] matrix; 1 for a vector
+    int64_t cols;  // input features; the length for a vector
+};
+
+// Element i (row-major) of a weight, as float.
+inline float weight_at(const Weight& w, int64_t i) {
+    switch (w.dtype) {
+        case NC_DTYPE_F32: {
+            float f;
+            std::memcpy(&f, static_cast<const char*>(w.data) + i * 4, 4);
+            return f;
+        }
+        case NC_DTYPE_F16: {
+            uint16_t h;
+            std::memcpy(&h, static_cast<const char*>(w.data) + i * 2, 2);
+            return f16_to_f32(h);
+        }
+        case NC_DTYPE_BF16: {
+            uint16_t h;
+            std::memcpy(&h, static_cast<const char*>(w.data) + i * 2, 2);
+            return bf16_to_f32(h);
+        }
+    }
+    return 0.0f;
+}
+
+}  // namespace nc::ops

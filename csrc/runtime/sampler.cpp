@@ -1,0 +1,81 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "core/error.h"
+
+namespace nc {
+
+void validate_sampling(const SamplingParams& p) {
+    if (!std::isfinite(p.temperature) || p.temperature < 0.0f) {
+        fail(NC_ERR_INVALID_ARGUMENT, "temperature must be finite and ≥ 0 (0 = greedy)");
+    }
+    if (p.top_k < 0) fail(NC_ERR_INVALID_ARGUMENT, "top_k must be ≥ 0 (0 = no limit)");
+    if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail(NC_ERR_INVALID_ARGUMENT, "top_p must be in (0, 1]");
+    if (!std::isfinite(p.repetition_penalty) || p.repetition_penalty <= 0.0f) {
+        fail(NC_ERR_INVALID_ARGUMENT, "repetition_penalty must be finite and > 0");
+    }
+}
+
+double Sampler::uniform() {
+    state_ += 0x9E3779B97F4A7C15ull;
+    uint64_t z = state_;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return double(z >> 11) * 0x1.0p-53;
+}
+
+int32_t Sampler::next(const float* logits, int32_t vocab, const std::vector<int32_t>& history) {
+    work_.assign(logits, logits + vocab);
+    // HF RepetitionPenaltyLogitsProcessor: every token seen once is penalized once.
+    if (params_.repetition_penalty != 1.0f) {
+        const double p = params_.repetition_penalty;
+        std::vector<bool> seen(size_t(vocab), false);
+        for (int32_t t : history) {
+            if (t < 0 || t >= vocab || seen[size_t(t)]) continue;
+            seen[size_t(t)] = true;
+            double& l = work_[size_t(t)];
+            l = l > 0 ? l / p : l * p;
+        }
+    }
+    if (params_.temperature == 0.0f) {
+        // Greedy: the first maximum, i.e. the lowest id among ties.
+        return int32_t(std::max_element(work_.begin(), work_.end()) - work_.begin());
+    }
+    const double inv_t = 1.0 / params_.temperature;
+    double mx = -INFINITY;
+    for (double& l : work_) mx = std::max(mx, l *= inv_t);
+    double sum = 0;
+    for (double& l : work_) sum += (l = std::exp(l - mx));
+    for (double& l : work_) l /= sum;
+    order_.resize(size_t(vocab));
+    std::iota(order_.begin(), order_.end(), 0);
+    std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return work_[size_t(a)] > work_[size_t(b)]; });
+    size_t keep = order_.size();
+    if (params_.top_k > 0) keep = std::min(keep, size_t(params_.top_k));
+    if (params_.top_p < 1.0f) {
+        double cum = 0;
+        for (size_t i = 0; i < keep; ++i) {
+            cum += work_[size_t(order_[i])];
+            if (cum >= params_.top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    double kept = 0;
+    for (size_t i = 0; i < keep; ++i) kept += work_[size_t(order_[i])];
+    const double u = uniform();
+    double cum = 0;
+    for (size_t i = 0; i < keep; ++i) {
+        cum += work_[size_t(order_[i])] / kept;
+        if (cum > u) return order_[i];
+    }
+    return order_[keep - 1];  // u within rounding of 1
+}
+
+}  // namespace nc

@@ -1,0 +1,38 @@
+// Token choice from logits: greedy, or seeded sampling exactly as docs/SAMPLING.md defines it (the same
+// procedure as tools/reference, so sampled outputs are reproducible across implementations).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace nc {
+
+struct SamplingParams {
+    float temperature = 0.0f;  // 0: greedy
+    int32_t top_k = 0;         // 0: no limit
+    float top_p = 1.0f;        // 1: no limit
+    float repetition_penalty = 1.0f;
+    uint64_t seed = 0;
+};
+
+// Checks ranges; throws NC_ERR_INVALID_ARGUMENT naming the bad field.
+void validate_sampling(const SamplingParams& p);
+
+class Sampler {
+  public:
+    explicit Sampler(const SamplingParams& params) : params_(params), state_(params.seed) {}
+
+    // The next token given the last position's logits and every token so far (prompt + output), which the
+    // repetition penalty reads.
+    int32_t next(const float* logits, int32_t vocab, const std::vector<int32_t>& history);
+
+  private:
+    double uniform();
+
+    SamplingParams params_;
+    uint64_t state_;  // splitmix64
+    std::vector<double> work_;
+    std::vector<int32_t> order_;
+};
+
+}  // namespace nc

@@ -1,0 +1,38 @@
+#include "runtime/sequence.h"
+
+namespace nc {
+
+Sequence::Sequence(std::shared_ptr<KVCache> cache, const SamplingParams& params)
+    : cache_(std::move(cache)), sampler_(params) {}
+
+Sequence::Sequence(const Sequence& parent)
+    : cache_(parent.cache_),
+      blocks_(parent.blocks_),
+      length_(parent.length_),
+      history_(parent.history_),
+      sampler_(parent.sampler_) {
+    for (int32_t b : blocks_) cache_->retain(b);
+}
+
+Sequence::~Sequence() {
+    for (int32_t b : blocks_) cache_->release(b);
+}
+
+void Sequence::reserve(int64_t n) {
+    const int64_t bs = cache_->block_size();
+    const size_t first = size_t(length_ / bs);
+    if (length_ % bs != 0 && cache_->refcount(blocks_[first]) > 1) {
+        const int32_t own = cache_->copy(blocks_[first]);
+        cache_->release(blocks_[first]);
+        blocks_[first] = own;
+    }
+    const size_t needed = size_t((length_ + n + bs - 1) / bs);
+    while (blocks_.size() < needed) blocks_.push_back(cache_->allocate());
+}
+
+void Sequence::advance(const int32_t* tokens, int64_t n) {
+    history_.insert(history_.end(), tokens, tokens + n);
+    length_ += n;
+}
+
+}  // namespace nc

@@ -1,0 +1,42 @@
+// One generation stream: its KV block table, length, tokens so far and sampler. Forking shares blocks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runtime/kv_cache.h"
+#include "runtime/sampler.h"
+
+namespace nc {
+
+class Sequence {
+  public:
+    Sequence(std::shared_ptr<KVCache> cache, const SamplingParams& params);
+    // A fork: the same tokens and cache blocks (shared, copied on write), the same sampler state.
+    Sequence(const Sequence& parent);
+    ~Sequence();
+    Sequence& operator=(const Sequence&) = delete;
+
+    const std::shared_ptr<KVCache>& cache() const { return cache_; }
+    int64_t length() const { return length_; }
+    const int32_t* blocks() const { return blocks_.data(); }
+    const std::vector<int32_t>& history() const { return history_; }
+    Sampler& sampler() { return sampler_; }
+
+    // Makes positions [length, length + n) writable: new blocks as needed, and a private copy of a shared
+    // partially filled last block. Throws NC_ERR_OUT_OF_MEMORY when the cache is full (nothing is lost:
+    // blocks already taken stay with the sequence).
+    void reserve(int64_t n);
+    // Records that n tokens were written at [length, length + n).
+    void advance(const int32_t* tokens, int64_t n);
+
+  private:
+    std::shared_ptr<KVCache> cache_;
+    std::vector<int32_t> blocks_;
+    int64_t length_ = 0;
+    std::vector<int32_t> history_;
+    Sampler sampler_;
+};
+
+}  // namespace nc
