@@ -107,3 +107,35 @@ func TestGroupDigits(t *testing.T) {
 		assert.Equal(t, want, groupDigits(in))
 	}
 }
+
+// realTokenizerModel writes a tiny synthetic model carrying the real LLaMA tokenizer from ../shared; the test
+// skips, saying why, when that file is absent.
+func realTokenizerModel(t *testing.T) string {
+	tok, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "testdata", "tokenizer", "llama.model"))
+	require.NoError(t, err)
+	if _, err := os.Stat(tok); err != nil {
+		t.Skipf("LLaMA tokenizer not found at %s (it lives in ../shared beside the checkout)", tok)
+	}
+	dir := filepath.Join(t.TempDir(), "tiny")
+	code, _, stderr := runCLI("gen", "--config", "tiny", "--dtype", "bf16", "--tokenizer", tok, "--out", dir)
+	require.Equal(t, 0, code, stderr)
+	return dir
+}
+
+func TestTokenizeAndDetokenize(t *testing.T) {
+	dir := realTokenizerModel(t)
+	code, out, stderr := runCLI("tokenize", "--model", dir, "--json", "Answer: <at> <boxes> .")
+	require.Equal(t, 0, code, stderr)
+	assert.JSONEq(t, `{"ids":[1,673,29901,32003,32004,29889],"pieces":["<s>","▁Answer",":","<at>","<boxes>","."]}`, out)
+	code, out, _ = runCLI("tokenize", "--model", dir, "--no-bos", "hi")
+	require.Equal(t, 0, code)
+	assert.Contains(t, out, `7251  "▁hi"`)
+	code, out, stderr = runCLI("detokenize", "--model", dir, "673,29901,32003", "32004", "29889", "2")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, "Answer: <at> <boxes> .\n", out)
+	code, _, stderr = runCLI("detokenize", "--model", dir, "40000")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "outside the vocabulary")
+	code, _, _ = runCLI("detokenize", "--model", dir, "x1")
+	assert.Equal(t, 2, code)
+}
