@@ -8,6 +8,9 @@ JOBS        ?= $(shell nproc)
 # A CUDA toolkit root for cuda-check; .ci/install-cuda.sh makes one from PyPI wheels without a GPU.
 CUDA_ROOT   ?= $(shell command -v nvcc >/dev/null 2>&1 && dirname $$(dirname $$(command -v nvcc)) || echo /opt/nextchat-cuda/cuda)
 DEMO_DIR    ?= out/demo-tiny
+# Go's build cache does not track C headers outside the package: a hash of the ABI header in the cgo flags
+# makes every change to it rebuild the bindings instead of linking stale ones.
+export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations -DNC_HEADER_SHA=$(shell sha256sum csrc/include/nextchat.h | cut -c1-16)
 
 .PHONY: all help deps lib test test-cpp test-go test-asan bench cuda-check demo fuzz clean
 

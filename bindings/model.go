@@ -72,6 +72,7 @@ type ModelParams struct {
 	Tensors []TensorRef
 	Backend Backend
 	Device  int
+	Threads int // CPU compute threads; 0 = one per hardware thread
 }
 
 // MemoryReport is the core's account of a loaded model's memory.
@@ -145,6 +146,7 @@ func OpenModel(p ModelParams) (*Model, error) {
 	params.n_tensors = C.int64_t(len(refs))
 	params.backend = C.int32_t(p.Backend)
 	params.device = C.int32_t(p.Device)
+	params.threads = C.int32_t(p.Threads)
 	if len(files) > 0 {
 		pinner.Pin(&files[0])
 		params.files = &files[0]
