@@ -30,6 +30,10 @@ double Sampler::uniform() {
 }
 
 int32_t Sampler::next(const float* logits, int32_t vocab, const std::vector<int32_t>& history) {
+    if (params_.temperature == 0.0f) {
+        // Greedy: the first maximum of the raw logits, i.e. the lowest id among ties (docs/SAMPLING.md).
+        return int32_t(std::max_element(logits, logits + vocab) - logits);
+    }
     work_.assign(logits, logits + vocab);
     // HF RepetitionPenaltyLogitsProcessor: every token seen once is penalized once.
     if (params_.repetition_penalty != 1.0f) {
@@ -42,13 +46,9 @@ int32_t Sampler::next(const float* logits, int32_t vocab, const std::vector<int3
             l = l > 0 ? l / p : l * p;
         }
     }
-    if (params_.temperature == 0.0f) {
-        // Greedy: the first maximum, i.e. the lowest id among ties.
-        return int32_t(std::max_element(work_.begin(), work_.end()) - work_.begin());
-    }
-    const double inv_t = 1.0 / params_.temperature;
+    const double t = params_.temperature;
     double mx = -INFINITY;
-    for (double& l : work_) mx = std::max(mx, l *= inv_t);
+    for (double& l : work_) mx = std::max(mx, l /= t);
     double sum = 0;
     for (double& l : work_) sum += (l = std::exp(l - mx));
     for (double& l : work_) l /= sum;

@@ -8,7 +8,7 @@
 namespace nc {
 
 struct SamplingParams {
-    float temperature = 0.0f;  // 0: greedy
+    float temperature = 0.0f;  // 0: greedy (argmax of the raw logits; the other knobs do not apply)
     int32_t top_k = 0;         // 0: no limit
     float top_p = 1.0f;        // 1: no limit
     float repetition_penalty = 1.0f;

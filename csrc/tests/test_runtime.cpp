@@ -55,8 +55,22 @@ TEST(Sampler, GreedyTakesTheLowestIdAmongTies) {
     EXPECT_EQ(s.next(logits.data(), 4, {}), 1);
 }
 
+TEST(Sampler, SplitmixStreamHasTheDocumentedValues) {
+    // docs/SAMPLING.md known answers: seed 1234 draws u = 0.730666524540624, 0.5928898580149862, ...; with two
+    // tokens of equal probability the first pick is token 1 iff u >= 0.5.
+    nc::SamplingParams p;
+    p.temperature = 1.0f;
+    p.seed = 1234;
+    nc::Sampler s(p);
+    const std::vector<float> even = {0.0f, 0.0f};
+    EXPECT_EQ(s.next(even.data(), 2, {}), 1);  // u = 0.7307
+    EXPECT_EQ(s.next(even.data(), 2, {}), 1);  // u = 0.5929
+    EXPECT_EQ(s.next(even.data(), 2, {}), 0);  // u = 0.2021
+}
+
 TEST(Sampler, RepetitionPenaltyFollowsHF) {
     nc::SamplingParams p;
+    p.temperature = 0.01f;
     p.repetition_penalty = 4.0f;
     nc::Sampler s(p);
     const std::vector<float> logits = {3.0f, 2.0f, -1.0f};
