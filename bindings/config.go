@@ -38,6 +38,8 @@ func DefaultConfig() config.Config {
 		MMUseImStartEnd:       true,
 		LocHiddenSize:         int(c.loc_hidden_size),
 		SegPromptTokens:       int(c.seg_prompt_tokens),
+		AtTokenID:             int(c.at_token_id),
+		BoxesTokenID:          int(c.boxes_token_id),
 		Vision: config.Vision{
 			HiddenSize:        int(c.vision_hidden_size),
 			IntermediateSize:  int(c.vision_intermediate_size),
@@ -139,6 +141,8 @@ func toC(cfg config.Config) (C.nc_config, error) {
 	c.sam_iou_head_hidden_dim = cint("sam_config.iou_head_hidden_dim", s.IoUHeadHiddenDim, &errs)
 	c.sam_iou_head_depth = cint("sam_config.iou_head_depth", s.IoUHeadDepth, &errs)
 	c.seg_prompt_tokens = cint("seg_prompt_tokens", cfg.SegPromptTokens, &errs)
+	c.at_token_id = cint("at_token_id", cfg.AtTokenID, &errs)
+	c.boxes_token_id = cint("boxes_token_id", cfg.BoxesTokenID, &errs)
 	if len(errs) > 0 {
 		return c, fmt.Errorf("%w: %s", ErrConfig, errs[0])
 	}

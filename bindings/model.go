@@ -89,6 +89,8 @@ type MemoryReport struct {
 type Model struct {
 	mu     sync.RWMutex
 	handle *C.nc_model
+	vocab  int
+	hidden int
 }
 
 // cStrings holds C copies of Go strings for the duration of one call.
@@ -159,7 +161,7 @@ func OpenModel(p ModelParams) (*Model, error) {
 	if err := call(func() C.nc_status { return C.nc_model_open(&params, &handle) }); err != nil {
 		return nil, err
 	}
-	return &Model{handle: handle}, nil
+	return &Model{handle: handle, vocab: p.Config.VocabSize, hidden: p.Config.HiddenSize}, nil
 }
 
 // Close unmaps the weights.

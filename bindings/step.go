@@ -114,13 +114,18 @@ type StepInput struct {
 	Logits    bool      // return the last row's logits
 	Hidden    bool      // return the last row's final hidden state
 	AllHidden bool      // return every row's final hidden state
+	// Locate marks generated <at> rows to decode into boxes (MODEL_SPEC §2.3); when the last row is one,
+	// the returned Token is <boxes> and the next step's <boxes> row carries the box.
+	Locate []bool
 }
 
 // StepOutput is what the step returned for one input.
 type StepOutput struct {
-	Token  int32
-	Logits []float32
-	Hidden []float32
+	Token    int32
+	Logits   []float32
+	Hidden   []float32
+	Boxes    [][4]float32 // one per located row: normalized xyxy, raw
+	AtHidden []float32    // [len(Boxes) × hidden]: the located rows' hidden states
 }
 
 // Step runs one batched step over sequences of one cache.
@@ -190,6 +195,30 @@ func (m *Model) Step(c *Cache, inputs []StepInput) ([]StepOutput, error) {
 		if out[i].Hidden != nil {
 			pinner.Pin(&out[i].Hidden[0])
 			ci.hidden = (*C.float)(&out[i].Hidden[0])
+		}
+		if in.Locate != nil {
+			if len(in.Locate) != len(in.Tokens) {
+				return nil, fmt.Errorf("%w: step input %d: Locate has %d entries for %d rows", ErrInvalidArgument, i,
+					len(in.Locate), len(in.Tokens))
+			}
+			rows := make([]C.uint8_t, len(in.Locate))
+			n := 0
+			for r, loc := range in.Locate {
+				if loc {
+					rows[r] = 1
+					n++
+				}
+			}
+			if n > 0 {
+				pinner.Pin(&rows[0])
+				ci.locate_rows = &rows[0]
+				out[i].Boxes = make([][4]float32, n)
+				out[i].AtHidden = make([]float32, n*m.hidden)
+				pinner.Pin(&out[i].Boxes[0])
+				pinner.Pin(&out[i].AtHidden[0])
+				ci.boxes = (*C.float)(&out[i].Boxes[0][0])
+				ci.at_hidden = (*C.float)(&out[i].AtHidden[0])
+			}
 		}
 	}
 	pinner.Pin(&cin[0])

@@ -257,10 +257,14 @@ nc_status nc_step(nc_model* model, nc_cache* cache, nc_step_input* inputs, int32
         for (int32_t i = 0; i < n; ++i) {
             const nc_step_input& in = inputs[i];
             requests.push_back(nc::StepRequest{in.seq ? &in.seq->seq : nullptr, in.tokens, in.n_tokens, in.embeds,
-                                               in.embed_rows, in.want, in.logits, in.hidden});
+                                               in.embed_rows, in.want, in.logits, in.hidden, in.locate_rows,
+                                               in.boxes, in.at_hidden});
         }
         model->model.step(*cache->cache, requests);
-        for (int32_t i = 0; i < n; ++i) inputs[i].token = requests[size_t(i)].token;
+        for (int32_t i = 0; i < n; ++i) {
+            inputs[i].token = requests[size_t(i)].token;
+            inputs[i].n_located = requests[size_t(i)].n_located;
+        }
     });
 }
 

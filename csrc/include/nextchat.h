@@ -148,6 +148,10 @@ typedef struct nc_config {
     int32_t sam_iou_head_hidden_dim;    /* 256 */
     int32_t sam_iou_head_depth;         /* 3 */
     int32_t seg_prompt_tokens;          /* 4 LLM tokens per location (§4) */
+
+    /* Location tokens (§2.1): a generated <at> is decoded to a box; the <boxes> after it carries the box. */
+    int32_t at_token_id;    /* 32003 */
+    int32_t boxes_token_id; /* 32004 */
 } nc_config;
 
 /* One tensor the engine expects, as implied by a config (MODEL_SPEC §7.2). */
@@ -232,7 +236,16 @@ typedef struct nc_step_input {
     int32_t want;              /* NC_STEP_* flags */
     float* logits;             /* caller-owned output buffers, see the flags */
     float* hidden;
-    int32_t token;             /* out: the chosen token with NC_STEP_SAMPLE */
+    int32_t token;             /* out: the chosen token with NC_STEP_SAMPLE (<boxes> after a located <at>) */
+    /*
+     * Locations (MODEL_SPEC §2.3). Rows marked here must hold <at>; each is decoded by loc_decoder into a box.
+     * When the last row is located, the next token is <boxes> (never sampled, no random draw) and the next step's
+     * <boxes> row of this sequence gets loc_encoder(box) as its embedding unless embeds overrides it.
+     */
+    const uint8_t* locate_rows; /* optional [n_tokens] */
+    float* boxes;               /* [located rows, 4] out: normalized xyxy in the expand2square frame, raw */
+    float* at_hidden;           /* optional [located rows, hidden] out: the <at> hidden states (SAM prompts) */
+    int32_t n_located;          /* out */
 } nc_step_input;
 
 /* ---- Library ---------------------------------------------------------------------------------------- */

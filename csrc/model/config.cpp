@@ -56,6 +56,8 @@ nc_config default_7b_config() {
     c.sam_iou_head_hidden_dim = 256;
     c.sam_iou_head_depth = 3;
     c.seg_prompt_tokens = 4;  // §4: seg_prompt_mlp output viewed as [N, 4, 256]
+    c.at_token_id = 32003;    // §2.1
+    c.boxes_token_id = 32004;
     return c;
 }
 
@@ -97,6 +99,9 @@ void validate_llm(const nc_config& c) {
     require_divides("num_key_value_heads", c.num_key_value_heads, "num_attention_heads", c.num_attention_heads);
     if ((c.hidden_size / c.num_attention_heads) % 2 != 0) bad("head_dim must be even for rotate-half RoPE (§1.1)");
     require_eps("rms_norm_eps", c.rms_norm_eps);
+    require_range("at_token_id", c.at_token_id, 0, c.vocab_size - 1);
+    require_range("boxes_token_id", c.boxes_token_id, 0, c.vocab_size - 1);
+    if (c.at_token_id == c.boxes_token_id) bad("at_token_id and boxes_token_id must differ");
     if (!std::isfinite(c.rope_theta) || c.rope_theta <= 1.0f) bad("rope_theta must be finite and > 1");
 }
 

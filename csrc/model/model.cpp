@@ -55,6 +55,7 @@ Model::Model(const nc_model_params& params)
     : config_((check_backend(params), checked_config(params))),
       weights_(config_, checked_files(params), params.tensors, params.n_tensors),
       llm_(config_, weights_),
+      loc_(config_, weights_),
       ops_(ops::make_cpu_ops(params.threads)) {}
 
 Model::~Model() = default;
@@ -93,6 +94,14 @@ void Model::validate(const KVCache& cache, const std::vector<StepRequest>& reque
         if ((r.want & (NC_STEP_HIDDEN | NC_STEP_ALL_HIDDEN)) && r.hidden == nullptr) {
             fail(NC_ERR_INVALID_ARGUMENT, at + "hidden buffer is null");
         }
+        if (r.locate_rows != nullptr) {
+            for (int64_t t = 0; t < r.n; ++t) {
+                if (r.locate_rows[t] && r.tokens[t] != config_.at_token_id) {
+                    fail(NC_ERR_INVALID_ARGUMENT, at + "row " + std::to_string(t) + " is marked for a location but is not <at>");
+                }
+            }
+            if (r.boxes == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "locate_rows without a boxes buffer");
+        }
     }
 }
 
@@ -111,6 +120,11 @@ void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
     for (const StepRequest& r : requests) {
         float* x = x_.data() + row * H;
         llm_.embed(*ops_, r.tokens, r.n, x);
+        // A <boxes> right after a located <at> carries loc_encoder(box) (§2.3); a pending location is only
+        // ever for the very next row.
+        std::vector<float>& pending = r.seq->pending_location();
+        if (!pending.empty() && r.tokens[0] == config_.boxes_token_id) std::copy(pending.begin(), pending.end(), x);
+        pending.clear();
         if (r.embeds != nullptr) {
             for (int64_t t = 0; t < r.n; ++t) {
                 if (r.embed_rows == nullptr || r.embed_rows[t]) std::copy(r.embeds + t * H, r.embeds + (t + 1) * H, x + t * H);
@@ -138,8 +152,34 @@ void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
         if (r.want & NC_STEP_LOGITS) std::copy(lg, lg + V, r.logits);
         if (r.want & NC_STEP_HIDDEN) std::copy(last_.data() + b * H, last_.data() + (b + 1) * H, r.hidden);
         if (r.want & NC_STEP_ALL_HIDDEN) std::copy(x_.data() + s.row * H, x_.data() + (s.row + s.rows) * H, r.hidden);
-        if (r.want & NC_STEP_SAMPLE) r.token = r.seq->sampler().next(lg, int32_t(V), r.seq->history());
+        const bool located_last = locate(r, s);
+        if (located_last) {
+            r.token = config_.boxes_token_id;  // forced, never sampled
+        } else if (r.want & NC_STEP_SAMPLE) {
+            r.token = r.seq->sampler().next(lg, int32_t(V), r.seq->history());
+        }
     }
+}
+
+bool Model::locate(StepRequest& r, const LlmSegment& s) {
+    if (r.locate_rows == nullptr) return false;
+    const int64_t H = llm_.hidden();
+    std::vector<float> hidden, boxes(4);
+    bool last = false;
+    for (int64_t t = 0; t < r.n; ++t) {
+        if (!r.locate_rows[t]) continue;
+        const float* h = x_.data() + (s.row + t) * H;
+        float* box = r.boxes + 4 * r.n_located;
+        loc_.decode(*ops_, h, 1, box);
+        if (r.at_hidden != nullptr) std::copy(h, h + H, r.at_hidden + r.n_located * H);
+        ++r.n_located;
+        if (t == r.n - 1) {
+            last = true;
+            r.seq->pending_location().resize(size_t(H));
+            loc_.encode(*ops_, box, 1, r.seq->pending_location().data());
+        }
+    }
+    return last;
 }
 
 nc_memory_report Model::memory(int32_t kv_dtype) const {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "model/llm.h"
+#include "model/loc.h"
 #include "model/weights.h"
 #include "nextchat.h"
 #include "ops/ops.h"
@@ -24,7 +25,11 @@ struct StepRequest {
     int32_t want;               // NC_STEP_* flags
     float* logits;              // [vocab] for NC_STEP_LOGITS
     float* hidden;              // [hidden] (NC_STEP_HIDDEN) or [n, hidden] (NC_STEP_ALL_HIDDEN)
+    const uint8_t* locate_rows; // optional [n]: generated <at> rows to decode into boxes
+    float* boxes;               // [located, 4]
+    float* at_hidden;           // optional [located, hidden]
     int32_t token = -1;         // out: the sampled token (NC_STEP_SAMPLE)
+    int32_t n_located = 0;      // out
 };
 
 class Model {
@@ -47,10 +52,13 @@ class Model {
 
   private:
     void validate(const KVCache& cache, const std::vector<StepRequest>& requests) const;
+    // Decodes the request's located <at> rows into boxes; true when its last row was one (§2.3).
+    bool locate(StepRequest& r, const LlmSegment& s);
 
     nc_config config_;
     WeightStore weights_;
     Llm llm_;
+    LocHeads loc_;
     std::unique_ptr<ops::Ops> ops_;
     std::mutex step_mu_;  // a step is not re-entrant (nextchat.h)
     std::vector<float> x_, last_, logits_;

@@ -247,6 +247,12 @@ class CpuOps final : public Ops {
         });
     }
 
+    void relu(float* x, int64_t n) override {
+        pool_.parallel_for(n, 4096, [&](int64_t a, int64_t b) {
+            for (int64_t i = a; i < b; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        });
+    }
+
   private:
     static void convert_row(const Weight& w, int64_t first, int64_t n, float* out) {
         for (int64_t i = 0; i < n; ++i) out[i] = weight_at(w, first + i);

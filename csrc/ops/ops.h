@@ -43,6 +43,9 @@ class Ops {
 
     // x[i] += y[i] for i < n.
     virtual void add(float* x, const float* y, int64_t n) = 0;
+
+    // x[i] = max(x[i], 0) for i < n.
+    virtual void relu(float* x, int64_t n) = 0;
 };
 
 std::unique_ptr<Ops> make_reference_ops();

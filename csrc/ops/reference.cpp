@@ -107,6 +107,10 @@ class ReferenceOps final : public Ops {
     void add(float* x, const float* y, int64_t n) override {
         for (int64_t i = 0; i < n; ++i) x[i] += y[i];
     }
+
+    void relu(float* x, int64_t n) override {
+        for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    }
 };
 
 }  // namespace

@@ -10,7 +10,8 @@ Sequence::Sequence(const Sequence& parent)
       blocks_(parent.blocks_),
       length_(parent.length_),
       history_(parent.history_),
-      sampler_(parent.sampler_) {
+      sampler_(parent.sampler_),
+      pending_location_(parent.pending_location_) {
     for (int32_t b : blocks_) cache_->retain(b);
 }
 

@@ -24,6 +24,9 @@ class Sequence {
     const std::vector<int32_t>& history() const { return history_; }
     Sampler& sampler() { return sampler_; }
 
+    // The embedding the next <boxes> row takes after a located <at> (§2.3); empty when none is pending.
+    std::vector<float>& pending_location() { return pending_location_; }
+
     // Makes positions [length, length + n) writable: new blocks as needed, and a private copy of a shared
     // partially filled last block. Throws NC_ERR_OUT_OF_MEMORY when the cache is full (nothing is lost:
     // blocks already taken stay with the sequence).
@@ -37,6 +40,7 @@ class Sequence {
     int64_t length_ = 0;
     std::vector<int32_t> history_;
     Sampler sampler_;
+    std::vector<float> pending_location_;
 };
 
 }  // namespace nc

@@ -20,6 +20,8 @@ inline nc_config small_config() {
     nc_config c{};
     EXPECT_EQ(nc_config_default_7b(&c), NC_OK);
     c.vocab_size = 37;
+    c.at_token_id = 35;
+    c.boxes_token_id = 36;
     c.hidden_size = 24;
     c.intermediate_size = 40;
     c.num_hidden_layers = 2;

@@ -120,6 +120,10 @@ TEST(OpHarnessF32, RopeSiluAdd) {
     ref->add(gw.data(), up.data(), 1001);
     cpu->add(gc.data(), up.data(), 1001);
     EXPECT_LT(nmse(gc, gw), 1e-12);
+    auto rw = random_floats(1001, 9), rc = rw;
+    ref->relu(rw.data(), 1001);
+    cpu->relu(rc.data(), 1001);
+    EXPECT_EQ(rc, rw);
 }
 
 // A paged cache with a scrambled block table, written by each backend, then attention over it.

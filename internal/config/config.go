@@ -73,6 +73,8 @@ type Config struct {
 
 	LocHiddenSize   int `json:"loc_hidden_size"`
 	SegPromptTokens int `json:"seg_prompt_tokens"`
+	AtTokenID       int `json:"at_token_id"`    // <at>, MODEL_SPEC §2.1
+	BoxesTokenID    int `json:"boxes_token_id"` // <boxes>
 
 	Vision Vision `json:"vision_config"`
 	SAM    SAM    `json:"sam_config"`

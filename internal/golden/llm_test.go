@@ -66,6 +66,8 @@ type llmRun struct {
 	prefillHidden []float32
 	prefillLogits []float32
 	tokens        []int32
+	boxes         [][4]float32
+	atHidden      []float32
 }
 
 func runLLM(t *testing.T, m *bindings.Model, c Case, g map[string]Tensor) llmRun {
@@ -98,12 +100,20 @@ func runLLM(t *testing.T, m *bindings.Model, c Case, g map[string]Tensor) llmRun
 			tok = c.ForcedIDs[i]
 		}
 		run.tokens = append(run.tokens, tok)
-		if tok == tokenizer.EOSID || len(run.tokens) == c.MaxNewTokens {
+		// An <at> that is the last token allowed is still fed, so that it has a box (generate.py rule 5).
+		if tok == tokenizer.EOSID || (len(run.tokens) == c.MaxNewTokens && tok != tokenizer.AtID) {
 			break
 		}
-		out, err := m.Step(cache, []bindings.StepInput{{Seq: seq, Tokens: []int32{tok}, Sample: sampleNext(len(run.tokens))}})
+		// A generated (or forced) <at> is decoded into a box; the core then forces <boxes> and feeds the box.
+		in := bindings.StepInput{Seq: seq, Tokens: []int32{tok}, Sample: sampleNext(len(run.tokens))}
+		if tok == tokenizer.AtID {
+			in.Locate = []bool{true}
+		}
+		out, err := m.Step(cache, []bindings.StepInput{in})
 		require.NoError(t, err)
 		next = out[0].Token
+		run.boxes = append(run.boxes, out[0].Boxes...)
+		run.atHidden = append(run.atHidden, out[0].AtHidden...)
 	}
 	return run
 }
@@ -123,10 +133,24 @@ func TestLLMMatchesReferenceF32(t *testing.T) {
 			t.Logf("prefill hidden NMSE %.3g, logits NMSE %.3g, %d tokens", NMSE(run.prefillHidden, g["llm.prefill_hidden"].F32), NMSE(run.prefillLogits, g["llm.prefill_logits"].F32), len(run.tokens))
 			assert.Less(t, NMSE(run.prefillHidden, g["llm.prefill_hidden"].F32), 1e-6)
 			assert.Less(t, NMSE(run.prefillLogits, g["llm.prefill_logits"].F32), 1e-6)
-			if c.Result.AtCount == 0 {
-				assert.Equal(t, int32s(g["gen.tokens"].I64), run.tokens)
-			}
+			assert.Equal(t, int32s(g["gen.tokens"].I64), run.tokens)
+			assertBoxes(t, g, run)
 		})
+	}
+}
+
+// Location feedback (§2.3, issue "Locations"): each <at>'s hidden state and decoded box as the reference's,
+// boxes within 1e-4 (normalized).
+func assertBoxes(t *testing.T, g map[string]Tensor, run llmRun) {
+	want := g["gen.boxes"].F32
+	require.Len(t, run.boxes, len(want)/4, "number of <at> locations")
+	for i, b := range run.boxes {
+		for j := range b {
+			assert.InDelta(t, want[4*i+j], b[j], 1e-4, "box %d coordinate %d", i, j)
+		}
+	}
+	if len(want) > 0 {
+		assert.Less(t, NMSE(run.atHidden, g["gen.at_hidden"].F32), 1e-6)
 	}
 }
 
@@ -135,18 +159,24 @@ func TestLLMMatchesReferenceBF16(t *testing.T) {
 	cases, err := Cases()
 	require.NoError(t, err)
 	for _, c := range cases {
-		if c.Sampling != nil || c.Result.AtCount > 0 {
-			continue // the token check needs greedy decoding without location feedback
+		if c.Sampling != nil {
+			continue // the acceptance is stated for greedy tokens
 		}
+		// Tokens are compared only where no box is fed back: a located <at> feeds loc_encoder(loc_decoder(h)) into
+		// the next position, and bf16 box heads move the following logits by more than small greedy margins
+		// (odd_config's golden margin is 0.02). The prefill checks apply to every case.
+		compareTokens := c.Result.AtCount == 0
 		t.Run(c.Name, func(t *testing.T) {
 			g, err := Load(filepath.Join(Root(), "testdata", "golden", "model", c.File))
 			require.NoError(t, err)
 			run := runLLM(t, openModel(t, c, bindings.BF16), c, g)
 			assert.Less(t, NMSE(run.prefillHidden, g["llm.prefill_hidden"].F32), 1e-3)
 			assert.Less(t, NMSE(run.prefillLogits, g["llm.prefill_logits"].F32), 1e-3)
-			want := int32s(g["gen.tokens"].I64)
-			n := min(16, len(want))
-			assert.Equal(t, want[:n], run.tokens[:n])
+			if compareTokens {
+				want := int32s(g["gen.tokens"].I64)
+				n := min(16, len(want))
+				assert.Equal(t, want[:n], run.tokens[:n])
+			}
 		})
 	}
 }
