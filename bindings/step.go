@@ -230,3 +230,27 @@ func (m *Model) Step(c *Cache, inputs []StepInput) ([]StepOutput, error) {
 	}
 	return out, nil
 }
+
+// EncodeBoxes runs loc_encoder on normalized xyxy boxes (MODEL_SPEC §3.3): the embeddings of user <boxes>.
+func (m *Model) EncodeBoxes(boxes [][4]float32) ([]float32, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.handle == nil || len(boxes) == 0 {
+		return nil, fmt.Errorf("%w: model closed or no boxes", ErrInvalidArgument)
+	}
+	out := make([]float32, len(boxes)*m.hidden)
+	var pinner runtime.Pinner
+	defer pinner.Unpin()
+	pinner.Pin(&boxes[0])
+	pinner.Pin(&out[0])
+	if err := call(func() C.nc_status {
+		return C.nc_encode_boxes(m.handle, (*C.float)(&boxes[0][0]), C.int32_t(len(boxes)), (*C.float)(&out[0]))
+	}); err != nil {
+		return nil, fmt.Errorf("encode boxes: %w", err)
+	}
+	return out, nil
+}
+
+// Hidden is the LLM width; Vocab the number of token ids.
+func (m *Model) Hidden() int { return m.hidden }
+func (m *Model) Vocab() int  { return m.vocab }

@@ -195,6 +195,16 @@ nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_rep
     });
 }
 
+nc_status nc_encode_boxes(nc_model* model, const float* boxes, int32_t n, float* embeds) {
+    return guarded([&] {
+        require_out(model, "model");
+        if (n <= 0 || boxes == nullptr || embeds == nullptr) {
+            nc::fail(NC_ERR_INVALID_ARGUMENT, "nc_encode_boxes needs n > 0 boxes and an output buffer");
+        }
+        model->model.encode_boxes(boxes, n, embeds);
+    });
+}
+
 nc_status nc_cache_create(nc_model* model, const nc_cache_params* params, nc_cache** out) {
     return guarded([&] {
         require_out(out, "out");

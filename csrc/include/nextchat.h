@@ -291,6 +291,13 @@ NC_API void nc_model_free(nc_model* model);
 /* Weight bytes by component and KV bytes per token for kv_dtype. Thread-safe. */
 NC_API nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_report* out);
 
+/* ---- Locations ---------------------------------------------------------------------------------------- */
+
+/* embeds [n, hidden] = loc_encoder(boxes [n, 4]) (MODEL_SPEC §3): the input embeddings of user <boxes> tokens,
+ * boxes normalized xyxy in the expand2square frame (§3.3). Thread-safe with respect to other calls except
+ * nc_step on the same model. */
+NC_API nc_status nc_encode_boxes(nc_model* model, const float* boxes, int32_t n, float* embeds);
+
 /* ---- KV cache, sequences, steps ----------------------------------------------------------------------- */
 
 /* Allocates the whole cache up front (no allocation during steps). The cache may be freed before its

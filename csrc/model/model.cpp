@@ -1,5 +1,7 @@
 #include "model/model.h"
 
+#include <cmath>
+
 #include "backend/backend.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -59,6 +61,14 @@ Model::Model(const nc_model_params& params)
       ops_(ops::make_cpu_ops(params.threads)) {}
 
 Model::~Model() = default;
+
+void Model::encode_boxes(const float* boxes, int64_t n, float* embeds) {
+    std::lock_guard<std::mutex> lock(step_mu_);  // shares the ops' workspace with steps
+    for (int64_t i = 0; i < 4 * n; ++i) {
+        if (!std::isfinite(boxes[i])) fail(NC_ERR_INVALID_ARGUMENT, "box " + std::to_string(i / 4) + " has a non-finite coordinate");
+    }
+    loc_.encode(*ops_, boxes, n, embeds);
+}
 
 std::shared_ptr<KVCache> Model::make_cache(int32_t block_size, int64_t num_blocks, int32_t dtype) const {
     if (!dtype_valid(dtype)) fail(NC_ERR_INVALID_ARGUMENT, "unknown KV dtype code " + std::to_string(dtype));

@@ -43,6 +43,9 @@ class Model {
     // kv_dtype: an nc_dtype code, checked.
     nc_memory_report memory(int32_t kv_dtype) const;
 
+    // embeds [n, hidden] = loc_encoder(boxes [n, 4]).
+    void encode_boxes(const float* boxes, int64_t n, float* embeds);
+
     // A KV cache sized for this model.
     std::shared_ptr<KVCache> make_cache(int32_t block_size, int64_t num_blocks, int32_t dtype) const;
 

@@ -154,6 +154,30 @@ func assertBoxes(t *testing.T, g map[string]Tensor, run llmRun) {
 	}
 }
 
+// User regions (§3.3): loc_encoder of the golden's normalized boxes equals the reference's loc embeddings.
+func TestRegionEmbeddingsMatchReference(t *testing.T) {
+	cases, err := Cases()
+	require.NoError(t, err)
+	checked := 0
+	for _, c := range cases {
+		if len(c.Boxes) == 0 {
+			continue
+		}
+		g, err := Load(filepath.Join(Root(), "testdata", "golden", "model", c.File))
+		require.NoError(t, err)
+		norm := g["region.boxes_norm"].F32
+		boxes := make([][4]float32, len(norm)/4)
+		for i := range boxes {
+			copy(boxes[i][:], norm[4*i:])
+		}
+		got, err := openModel(t, c, bindings.F32).EncodeBoxes(boxes)
+		require.NoError(t, err)
+		assert.Less(t, NMSE(got, g["region.loc_embeds"].F32), 1e-6, c.Name)
+		checked++
+	}
+	require.Positive(t, checked, "no golden case has user regions")
+}
+
 // bf16 weights: the same goldens within NMSE 1e-3, and the same greedy tokens for at least the first 16.
 func TestLLMMatchesReferenceBF16(t *testing.T) {
 	cases, err := Cases()
