@@ -12,7 +12,7 @@ DEMO_DIR    ?= out/demo-tiny
 # makes every change to it rebuild the bindings instead of linking stale ones.
 export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations -DNC_HEADER_SHA=$(shell sha256sum csrc/include/nextchat.h | cut -c1-16)
 
-.PHONY: all help deps lib test test-cpp test-go test-asan bench cuda-check demo fuzz clean
+.PHONY: all help deps lib test test-cpp test-go test-asan bench cuda-check demo fuzz clean goldens goldens-verify ref-venv
 
 all: lib bin/nextchat
 
@@ -24,6 +24,8 @@ help:
 	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion)"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
 	@echo "make fuzz       run the safetensors header fuzzer for FUZZTIME (default 60s)"
+	@echo "make goldens    regenerate every golden with the PyTorch reference (venv REF_VENV=$(REF_VENV))"
+	@echo "make goldens-verify  regenerate elsewhere and compare byte for byte with testdata/golden"
 	@echo "make clean      remove build outputs"
 
 deps:
@@ -66,6 +68,25 @@ demo: deps all
 	bin/nextchat version
 	bin/nextchat gen --config tiny --seed 1 --out $(DEMO_DIR) --force
 	bin/nextchat info --model $(DEMO_DIR)
+
+# The PyTorch reference (tools/reference): its own venv from pinned requirements; CI never needs it.
+REF_VENV ?= tools/reference/.venv
+REF_PY   := $(REF_VENV)/bin/python
+TOKENIZER_MODEL ?= ../shared/testdata/tokenizer/llama.model
+
+ref-venv:
+	@test -x $(REF_PY) || python3 -m venv $(REF_VENV)
+	@$(REF_PY) -m pip install -q -r tools/reference/requirements.txt
+
+goldens: all ref-venv
+	$(REF_PY) tools/reference/tokenizer_goldens.py --tokenizer $(TOKENIZER_MODEL) --out testdata/golden/tokenizer
+	$(REF_PY) tools/reference/image_goldens.py --out testdata/golden/image
+	$(REF_PY) tools/reference/make_model_goldens.py
+	$(REF_PY) tools/reference/selfcheck.py
+
+goldens-verify: all ref-venv
+	$(REF_PY) tools/reference/make_model_goldens.py --verify
+	$(REF_PY) tools/reference/selfcheck.py
 
 FUZZTIME ?= 60s
 fuzz:

@@ -132,16 +132,15 @@ def sha256_file(path):
 
 
 def build_tokenizer(model_path):
-    from transformers import LlamaTokenizer
+    """The reference tokenizer: nextchat_ref.tokenizer.load_tokenizer, the one construction the model reference
+    uses too (LlamaTokenizer(legacy=False), sanitize_special_tokens(), pad = unk, the two add_tokens calls)."""
     from transformers.utils import logging as hf_logging
 
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from nextchat_ref.tokenizer import load_tokenizer
+
     hf_logging.set_verbosity_error()
-    tok = LlamaTokenizer(vocab_file=model_path, legacy=False)
-    tok.sanitize_special_tokens()  # last step of from_pretrained: <s>, </s>, <unk> become no-split tokens
-    tok.pad_token = tok.unk_token  # build_nextchat.py (v1)
-    tok.add_tokens([IM_PATCH], special_tokens=True)  # nextchat_base.py initialize_vision_tokenizer
-    tok.add_tokens([IM_START, IM_END, AT, BOXES], special_tokens=True)
-    return tok
+    return load_tokenizer(model_path)
 
 
 def check_reference(tok):
