@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/nextchat/nextchat/internal/prompt"
+	"github.com/nextchat/nextchat/internal/tokenizer"
+)
+
+// Request is what a caller asks: a conversation, optionally one image (its projected CLIP features) and the
+// boxes its region references "[i]" point to.
+type Request struct {
+	Turns []prompt.Turn
+	// ImageFeatures: [image tokens × hidden] from the vision tower and projector; nil for a text-only chat.
+	ImageFeatures []float32
+	// RegionBoxes: user boxes, normalized xyxy in the expand2square frame (§3.3), indexed by "[i]".
+	RegionBoxes [][4]float32
+}
+
+// Prepare builds the prompt rows (§2.2): region references become <at> <boxes> groups, the conversation is
+// rendered with the Vicuna template and tokenized, the image features fill the rows after <im_start>, and the
+// k-th user <boxes> row takes loc_encoder of the k-th referenced box.
+func (e *Engine) Prepare(req Request) (Prepared, error) {
+	cfg := e.Dir.Config
+	turns := make([]prompt.Turn, len(req.Turns))
+	var order []int
+	for i, t := range req.Turns {
+		turns[i] = t
+		if t.Role != prompt.User {
+			continue
+		}
+		text, refs, err := prompt.ExpandRegions(t.Text, len(req.RegionBoxes))
+		if err != nil {
+			return Prepared{}, err
+		}
+		turns[i].Text = text
+		order = append(order, refs...)
+	}
+	imageTokens := 0
+	if req.ImageFeatures != nil {
+		imageTokens = cfg.ImageTokens()
+		if len(req.ImageFeatures) != imageTokens*cfg.HiddenSize {
+			return Prepared{}, fmt.Errorf("image features: %d values, want %d tokens × %d", len(req.ImageFeatures),
+				imageTokens, cfg.HiddenSize)
+		}
+	}
+	text, err := prompt.Render(turns, imageTokens)
+	if err != nil {
+		return Prepared{}, err
+	}
+	p := Prepared{IDs: e.Tok.Encode(text, true)}
+	if imageTokens == 0 && len(order) == 0 {
+		return p, nil
+	}
+	H := cfg.HiddenSize
+	p.Embeds = make([]float32, len(p.IDs)*H)
+	p.EmbedRows = make([]bool, len(p.IDs))
+	if err := spliceImage(p, req.ImageFeatures, imageTokens, H); err != nil {
+		return Prepared{}, err
+	}
+	if len(order) > 0 {
+		boxes := make([][4]float32, len(order))
+		for k, i := range order {
+			boxes[k] = req.RegionBoxes[i]
+		}
+		embeds, err := e.Model.EncodeBoxes(boxes)
+		if err != nil {
+			return Prepared{}, err
+		}
+		if err := spliceBoxes(p, embeds, int32(cfg.BoxesTokenID), H); err != nil {
+			return Prepared{}, err
+		}
+	}
+	return p, nil
+}
+
+// spliceImage writes the features into the imageTokens rows after every <im_start> (§2.2 step 3).
+func spliceImage(p Prepared, features []float32, imageTokens, H int) error {
+	for i, id := range p.IDs {
+		if id != tokenizer.ImStartID {
+			continue
+		}
+		if i+imageTokens >= len(p.IDs) {
+			return fmt.Errorf("prompt ends inside an image block")
+		}
+		copy(p.Embeds[(i+1)*H:(i+1+imageTokens)*H], features)
+		for r := i + 1; r <= i+imageTokens; r++ {
+			p.EmbedRows[r] = true
+		}
+	}
+	return nil
+}
+
+// spliceBoxes gives the k-th <boxes> row the k-th box embedding (§2.2 step 4: row-major assignment).
+func spliceBoxes(p Prepared, embeds []float32, boxesID int32, H int) error {
+	k := 0
+	for i, id := range p.IDs {
+		if id != boxesID {
+			continue
+		}
+		if k*H >= len(embeds) {
+			return fmt.Errorf("the prompt has more <boxes> tokens than region boxes")
+		}
+		copy(p.Embeds[i*H:(i+1)*H], embeds[k*H:(k+1)*H])
+		p.EmbedRows[i] = true
+		k++
+	}
+	if k*H != len(embeds) {
+		return fmt.Errorf("%d region boxes but %d <boxes> tokens in the prompt", len(embeds)/H, k)
+	}
+	return nil
+}
