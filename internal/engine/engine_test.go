@@ -200,3 +200,44 @@ func TestRunRejectsBadParams(t *testing.T) {
 	_, err = e.Run(ctx, Prepared{IDs: []int32{1, 2, 3}}, GenParams{MaxNewTokens: 4, Sampling: bindings.Greedy}, nil)
 	assert.ErrorIs(t, err, context.Canceled)
 }
+
+// Beam search: one beam is greedy decoding; wider searches are deterministic, keep each beam's own
+// locations, and hand every KV block back.
+func TestBeamSearch(t *testing.T) {
+	cases, err := golden.Cases()
+	require.NoError(t, err)
+	for _, c := range cases {
+		if c.Sampling != nil {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
+			require.NoError(t, err)
+			e := openCase(t, c, bindings.F32)
+			p, err := e.Prepare(request(t, c, g))
+			require.NoError(t, err)
+			one, err := e.RunBeams(context.Background(), p, params(c), BeamParams{Beams: 1, LengthPenalty: 1})
+			require.NoError(t, err)
+			assert.Equal(t, int32s(g["gen.tokens"].I64), one.Tokens, "one beam is greedy")
+			wide, err := e.RunBeams(context.Background(), p, params(c), BeamParams{Beams: 4, LengthPenalty: 1})
+			require.NoError(t, err)
+			again, err := e.RunBeams(context.Background(), p, params(c), BeamParams{Beams: 4, LengthPenalty: 1})
+			require.NoError(t, err)
+			assert.Equal(t, wide.Tokens, again.Tokens)
+			assert.Equal(t, c.ForcedIDs, wide.Tokens[:len(c.ForcedIDs)])
+			ats := 0
+			for i, tok := range wide.Tokens {
+				if tok == int32(e.Config().AtTokenID) {
+					ats++
+					if i+1 < len(wide.Tokens) {
+						assert.Equal(t, int32(e.Config().BoxesTokenID), wide.Tokens[i+1], "<boxes> follows <at>")
+					}
+				}
+			}
+			assert.Len(t, wide.Locations, ats)
+			free, total, err := e.cache.Blocks()
+			require.NoError(t, err)
+			assert.Equal(t, total, free, "every beam's blocks released")
+		})
+	}
+}
