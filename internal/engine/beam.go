@@ -40,6 +40,7 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 	if bp.Beams < 1 || len(p.IDs) == 0 || g.MaxNewTokens <= 0 {
 		return Result{}, fmt.Errorf("beam search needs beams ≥ 1, a prompt and max new tokens > 0")
 	}
+	g.Forced = append(append([]int32(nil), p.Forced...), g.Forced...)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	root, err := e.cache.NewSeq(bindings.Greedy)

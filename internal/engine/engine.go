@@ -88,6 +88,7 @@ func (e *Engine) Config() config.Config { return e.Dir.Config }
 // Prepared is a prompt ready for prefill: one token per row and, where rows carry something else (image
 // features, user boxes), their embeddings.
 type Prepared struct {
+	Forced    []int32 // tokens of an answer prefix, teacher-forced before anything is generated
 	IDs       []int32
 	Embeds    []float32 // [len(IDs) × hidden] or nil
 	EmbedRows []bool    // rows of Embeds that apply (nil: all)
@@ -137,6 +138,7 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 	if g.MaxNewTokens <= 0 {
 		return Result{}, fmt.Errorf("max new tokens must be positive, got %d", g.MaxNewTokens)
 	}
+	g.Forced = append(append([]int32(nil), p.Forced...), g.Forced...)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	seq, err := e.cache.NewSeq(g.Sampling)

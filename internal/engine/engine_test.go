@@ -185,6 +185,33 @@ func TestStreamingAndStopStrings(t *testing.T) {
 	assert.Equal(t, cut.Text, streamed.String())
 }
 
+// An answer prefix is teacher-forced: the golden REC case's "Answer: <at>" gives its forced ids and result.
+func TestAnswerPrefixIsForced(t *testing.T) {
+	cases, err := golden.Cases()
+	require.NoError(t, err)
+	for _, c := range cases {
+		if c.Name != "rec_forced_prefix" {
+			continue
+		}
+		g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
+		require.NoError(t, err)
+		e := openCase(t, c, bindings.F32)
+		req := request(t, c, g)
+		req.AnswerPrefix = "Answer: <at>"
+		p, err := e.Prepare(req)
+		require.NoError(t, err)
+		assert.Equal(t, c.ForcedIDs, p.Forced)
+		gp := params(c)
+		gp.Forced = nil
+		res, err := e.Run(context.Background(), p, gp, nil)
+		require.NoError(t, err)
+		assert.Equal(t, int32s(g["gen.tokens"].I64), res.Tokens)
+		require.Len(t, res.Locations, 1)
+		return
+	}
+	t.Fatal("golden case rec_forced_prefix not found")
+}
+
 func TestRunRejectsBadParams(t *testing.T) {
 	cases, err := golden.Cases()
 	require.NoError(t, err)

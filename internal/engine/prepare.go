@@ -15,6 +15,9 @@ type Request struct {
 	ImageFeatures []float32
 	// RegionBoxes: user boxes, normalized xyxy in the expand2square frame (§3.3), indexed by "[i]".
 	RegionBoxes [][4]float32
+	// AnswerPrefix: the start of the assistant's answer, teacher-forced as generated tokens (so an <at> in it
+	// is located like a generated one, as NExT-Chat's generate_rec does for "Answer: <at> <boxes> .").
+	AnswerPrefix string
 }
 
 // Prepare builds the prompt rows (§2.2): region references become <at> <boxes> groups, the conversation is
@@ -49,6 +52,11 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 		return Prepared{}, err
 	}
 	p := Prepared{IDs: e.Tok.Encode(text, true)}
+	if req.AnswerPrefix != "" {
+		if p.Forced, err = e.forcedPrefix(turns, imageTokens, p.IDs, req.AnswerPrefix); err != nil {
+			return Prepared{}, err
+		}
+	}
 	if imageTokens == 0 && len(order) == 0 {
 		return p, nil
 	}
@@ -72,6 +80,29 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 		}
 	}
 	return p, nil
+}
+
+// forcedPrefix tokenizes the answer prefix in context (the conversation ending "ASSISTANT: prefix") and returns
+// the ids after the prompt's; the prompt's own ids must be a prefix of those, or the split would change them.
+func (e *Engine) forcedPrefix(turns []prompt.Turn, imageTokens int, promptIDs []int32, prefix string) ([]int32, error) {
+	text, err := prompt.Render(append(turns, prompt.Turn{Role: prompt.Assistant, Text: prefix}), imageTokens)
+	if err != nil {
+		return nil, err
+	}
+	all := e.Tok.Encode(text, true)
+	if len(all) <= len(promptIDs) || !equalIDs(all[:len(promptIDs)], promptIDs) {
+		return nil, fmt.Errorf("%w: the answer prefix %q changes how the prompt before it tokenizes", prompt.ErrBadPrompt, prefix)
+	}
+	return all[len(promptIDs):], nil
+}
+
+func equalIDs(a, b []int32) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return len(a) == len(b)
 }
 
 // spliceImage writes the features into the imageTokens rows after every <im_start> (§2.2 step 3).

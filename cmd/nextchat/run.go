@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/engine"
+	"github.com/nextchat/nextchat/internal/prompt"
+)
+
+// runFlags are the options of `nextchat run`.
+type runFlags struct {
+	model, prefix, kvDType, dump string
+	maxNew, topK, beams, threads  int
+	context                       int
+	temperature, topP, repPenalty float32
+	lengthPenalty                 float64
+	seed                          uint64
+	stop                          []string
+	asJSON                        bool
+}
+
+func runCommand() command {
+	return command{
+		name:    "run",
+		summary: "answer a question (streaming), with [k] markers for each location the model outputs",
+		usage:   "--model DIR [flags] \"question\"",
+		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
+			var f runFlags
+			fs.StringVar(&f.model, "model", "", "model directory")
+			fs.StringVar(&f.prefix, "prefix", "", "continue the assistant's answer from this text (e.g. \"Answer: <at>\")")
+			fs.IntVar(&f.maxNew, "max-new-tokens", 512, "most tokens to generate")
+			fs.Float32Var(&f.temperature, "temperature", 0, "sampling temperature; 0 = greedy (docs/SAMPLING.md)")
+			fs.IntVar(&f.topK, "top-k", 0, "sample among the k most likely tokens (0 = all)")
+			fs.Float32Var(&f.topP, "top-p", 1, "sample within this probability mass")
+			fs.Float32Var(&f.repPenalty, "repetition-penalty", 1, "HF repetition penalty (1 = none)")
+			fs.Uint64Var(&f.seed, "seed", 0, "sampling seed")
+			fs.IntVar(&f.beams, "beams", 1, "beam search width (1 = no beam search)")
+			fs.Float64Var(&f.lengthPenalty, "length-penalty", 1, "beam score = log p / length^penalty")
+			fs.StringArrayVar(&f.stop, "stop", nil, "stop when the answer contains this text (repeatable)")
+			fs.BoolVar(&f.asJSON, "json", false, "print one JSON result instead of streaming text")
+			fs.StringVar(&f.dump, "dump", "", "write the stage tensors (golden names) to this safetensors file")
+			fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all)")
+			fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
+			fs.IntVar(&f.context, "context", 0, "KV cache positions (0 = the model's maximum)")
+			return func(ctx context.Context, e *env, args []string) error {
+				if f.model == "" || len(args) != 1 {
+					return usageError("run needs --model DIR and one question")
+				}
+				return runAnswer(ctx, e, f, args[0])
+			}
+		},
+	}
+}
+
+func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
+	kv, err := bindings.ParseDType(f.kvDType)
+	if err != nil {
+		return usageError("%v", err)
+	}
+	o := engine.DefaultOptions()
+	o.Threads, o.KVDType, o.ContextTokens = f.threads, kv, f.context
+	eng, err := engine.Open(f.model, o)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	prep, err := eng.Prepare(engine.Request{Turns: []prompt.Turn{{Role: prompt.User, Text: question}}, AnswerPrefix: f.prefix})
+	if err != nil {
+		return err
+	}
+	gen := engine.GenParams{MaxNewTokens: f.maxNew, Stop: f.stop, Sampling: bindings.Sampling{
+		Temperature: f.temperature, TopK: f.topK, TopP: f.topP, RepetitionPenalty: f.repPenalty, Seed: f.seed}}
+	var res engine.Result
+	if f.beams > 1 {
+		res, err = eng.RunBeams(ctx, prep, gen, engine.BeamParams{Beams: f.beams, LengthPenalty: f.lengthPenalty})
+		if err == nil && !f.asJSON {
+			fmt.Fprint(e.stdout, engine.MarkLocations(res.Text))
+		}
+	} else {
+		var stream func(string) error
+		finish := func() error { return nil }
+		if !f.asJSON {
+			stream, finish = engine.MarkingStream(func(s string) error { _, err := io.WriteString(e.stdout, s); return err })
+		}
+		res, err = eng.Run(ctx, prep, gen, stream)
+		if err == nil {
+			err = finish()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if f.dump != "" {
+		if err := dumpStages(f.dump, prep, res, eng.Config().HiddenSize); err != nil {
+			return err
+		}
+	}
+	if f.asJSON {
+		return writeRunJSON(e.stdout, res)
+	}
+	fmt.Fprintln(e.stdout)
+	for k, loc := range res.Locations {
+		fmt.Fprintf(e.stdout, "[%d] box (normalized xyxy) %s\n", k, formatBox(loc.Box))
+	}
+	return nil
+}
+
+func formatBox(b [4]float32) string {
+	return fmt.Sprintf("%.4f, %.4f, %.4f, %.4f", b[0], b[1], b[2], b[3])
+}
+
+// runJSON is the machine-readable result of `run --json`.
+type runJSON struct {
+	Answer    string         `json:"answer"` // with [k] markers
+	Text      string         `json:"text"`   // raw, with <at> <boxes>
+	Tokens    []int32        `json:"tokens"`
+	Finish    string         `json:"finish_reason"`
+	Locations []locationJSON `json:"locations"`
+}
+
+type locationJSON struct {
+	Index      int        `json:"index"`
+	TokenIndex int        `json:"token_index"`
+	Box        [4]float32 `json:"box"` // normalized xyxy in the expand2square frame, raw
+}
+
+func writeRunJSON(w io.Writer, res engine.Result) error {
+	out := runJSON{Answer: engine.MarkLocations(res.Text), Text: res.Text, Tokens: res.Tokens, Finish: res.Finish,
+		Locations: []locationJSON{}}
+	for k, l := range res.Locations {
+		out.Locations = append(out.Locations, locationJSON{Index: k, TokenIndex: l.TokenIndex, Box: l.Box})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
