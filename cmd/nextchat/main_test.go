@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -137,5 +138,32 @@ func TestTokenizeAndDetokenize(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "outside the vocabulary")
 	code, _, _ = runCLI("detokenize", "--model", dir, "x1")
+	assert.Equal(t, 2, code)
+}
+
+func TestRunAnswersWithLocations(t *testing.T) {
+	dir := realTokenizerModel(t)
+	code, out, stderr := runCLI("run", "--model", dir, "--max-new-tokens", "6", "--prefix", "Answer: <at>", "--threads", "2", "Where is the dog?")
+	require.Equal(t, 0, code, stderr)
+	assert.True(t, strings.HasPrefix(out, "Answer: [0]"), out)
+	assert.Contains(t, out, "[0] box (normalized xyxy)")
+
+	dump := filepath.Join(t.TempDir(), "stages.safetensors")
+	code, out, stderr = runCLI("run", "--model", dir, "--max-new-tokens", "6", "--prefix", "Answer: <at>", "--json", "--dump", dump, "Where is the dog?")
+	require.Equal(t, 0, code, stderr)
+	var r runJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, []int32{673, 29901, 32003, 32004}, r.Tokens[:4])
+	require.Len(t, r.Locations, 1)
+	assert.Equal(t, 2, r.Locations[0].TokenIndex)
+	assert.True(t, strings.HasPrefix(r.Answer, "Answer: [0]"))
+	assert.FileExists(t, dump)
+
+	code, _, stderr = runCLI("run", "--model", dir, "--max-new-tokens", "4", "--beams", "3", "--json", "Hello")
+	require.Equal(t, 0, code, stderr)
+	code, _, stderr = runCLI("run", "--model", dir, "--temperature", "-1", "Hello")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "temperature")
+	code, _, _ = runCLI("run", "--model", dir, "--kv-dtype", "int8", "Hello")
 	assert.Equal(t, 2, code)
 }
