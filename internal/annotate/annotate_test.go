@@ -19,7 +19,7 @@ func TestDrawBlendsMasksAndOutlinesBoxes(t *testing.T) {
 	m.Bits[25*40+35] = 1 // a masked pixel far from the box and label
 	out := Draw(base, []Item{{Box: [4]float64{5, 5, 20, 15}, Mask: &m, Label: "0"}})
 	c := palette[0]
-	assert.Equal(t, color.RGBA{(200 + c.R) / 2, uint8((200 + uint16(c.G)) / 2), uint8((200 + uint16(c.B)) / 2), 200},
+	assert.Equal(t, color.RGBA{uint8((200 + uint16(c.R)) / 2), uint8((200 + uint16(c.G)) / 2), uint8((200 + uint16(c.B)) / 2), 200},
 		out.RGBAAt(35, 25), "mask at alpha 0.5")
 	assert.Equal(t, c, out.RGBAAt(18, 15), "bottom edge")
 	assert.Equal(t, c, out.RGBAAt(20, 10), "right edge")
