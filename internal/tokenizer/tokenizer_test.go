@@ -158,3 +158,15 @@ func BenchmarkEncodeEnglish(b *testing.B) {
 		tok.Encode(text, true)
 	}
 }
+
+// BenchmarkEncodeEnglishCold starts every iteration with an empty word cache.
+func BenchmarkEncodeEnglishCold(b *testing.B) {
+	tok := sharedTokenizer(b)
+	text := englishText(1 << 20)
+	b.SetBytes(int64(len(text)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		clear(tok.sp.bpe.cache)
+		tok.Encode(text, true)
+	}
+}
