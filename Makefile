@@ -18,7 +18,7 @@ all: lib bin/nextchat
 
 help:
 	@echo "make            build libnextchat (CMake) and bin/nextchat"
-	@echo "make demo       install build tools if missing, build, generate a synthetic tiny checkpoint, inspect it"
+	@echo "make demo       install build tools if missing, build, generate a synthetic tiny checkpoint (random weights), inspect it, ask it about an image"
 	@echo "make test       C++ tests (ctest), then go test -race -count=1 ./..."
 	@echo "make test-asan  C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion)"
@@ -68,6 +68,9 @@ demo: deps all
 	bin/nextchat version
 	bin/nextchat gen --config tiny --seed 1 --out $(DEMO_DIR) --force
 	bin/nextchat info --model $(DEMO_DIR)
+	bin/nextchat run --model $(DEMO_DIR) --image testdata/images/wide_64x48.png --max-new-tokens 16 \
+		--prefix "Answer: <at>" --out-image $(DEMO_DIR)/answer.png "Where is the red circle in the image?"
+	@echo "(random weights: the answer and its box are noise; $(DEMO_DIR)/answer.png shows the box drawn)"
 
 # The PyTorch reference (tools/reference): its own venv from pinned requirements; CI never needs it.
 REF_VENV ?= tools/reference/.venv

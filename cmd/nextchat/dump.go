@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/nextchat/nextchat/internal/engine"
+	"github.com/nextchat/nextchat/internal/imageproc"
 	"github.com/nextchat/nextchat/internal/safetensors"
 )
 
@@ -35,9 +36,22 @@ func i64Tensor(name string, v []int32) stageTensor {
 }
 
 // dumpStages writes what this run computed under the golden names, so any checkpoint's run can be compared
-// with the reference's goldens.py output.
-func dumpStages(path string, p engine.Prepared, res engine.Result, hidden int) error {
+// with the reference's goldens.py output: the vision stages when there is an image, the prompt rows, the
+// generated tokens and locations.
+func dumpStages(path string, eng *engine.Engine, img *imageproc.RGB, p engine.Prepared, res engine.Result) error {
+	cfg := eng.Config()
+	hidden := cfg.HiddenSize
 	tensors := []stageTensor{i64Tensor("prompt.input_ids", p.IDs), i64Tensor("gen.tokens", res.Tokens)}
+	if img != nil {
+		pixels, clip, projected, err := eng.ImageStages(img)
+		if err != nil {
+			return err
+		}
+		s, tokens := int64(cfg.Vision.ImageSize), int64(cfg.ImageTokens())
+		tensors = append(tensors, f32Tensor("clip.pixels", []int64{1, 3, s, s}, pixels),
+			f32Tensor("clip.features", []int64{1, tokens, int64(cfg.Vision.HiddenSize)}, clip),
+			f32Tensor("proj.out", []int64{1, tokens, int64(hidden)}, projected))
+	}
 	n := int64(len(res.Locations))
 	var boxes, atHidden []float32
 	positions := make([]int32, 0, n)

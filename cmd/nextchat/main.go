@@ -37,7 +37,7 @@ func usageError(format string, args ...any) error {
 }
 
 func commands() []command {
-	cmds := []command{versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand()}
+	cmds := []command{benchCommand(), versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand(), groundCommand()}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }

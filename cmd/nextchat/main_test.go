@@ -167,3 +167,37 @@ func TestRunAnswersWithLocations(t *testing.T) {
 	code, _, _ = runCLI("run", "--model", dir, "--kv-dtype", "int8", "Hello")
 	assert.Equal(t, 2, code)
 }
+
+func TestRunWithImageAndGround(t *testing.T) {
+	dir := realTokenizerModel(t)
+	image := filepath.Join("..", "..", "testdata", "images", "wide_64x48.png")
+	annotated := filepath.Join(t.TempDir(), "a.png")
+	code, out, stderr := runCLI("run", "--model", dir, "--image", image, "--max-new-tokens", "6", "--prefix", "Answer: <at>",
+		"--out-image", annotated, "Where is the red circle?")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, out, "[0] box (pixels)")
+	assert.FileExists(t, annotated)
+
+	code, out, stderr = runCLI("run", "--model", dir, "--image", image, "--box", "10,5,40,30", "--max-new-tokens", "3", "--json", "What is region [0]?")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, out, `"finish_reason"`)
+	code, _, stderr = runCLI("run", "--model", dir, "--image", image, "--box", "10,5,400,30", "What is region [0]?")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "box 0")
+	code, _, stderr = runCLI("run", "--model", dir, "--box", "1,2,3,4", "What is region [0]?")
+	assert.Equal(t, 1, code, "boxes without an image")
+	assert.Contains(t, stderr, "need an image")
+	code, _, _ = runCLI("run", "--model", dir, "--image", "/nonexistent.png", "hi")
+	assert.Equal(t, 1, code)
+
+	code, out, stderr = runCLI("ground", "--model", dir, "--image", image, "--json", "the red circle", "the blue square")
+	require.Equal(t, 0, code, stderr)
+	var got []groundJSON
+	require.NoError(t, json.Unmarshal([]byte(out), &got))
+	require.Len(t, got, 2)
+	assert.Equal(t, "the blue square", got[1].Expression)
+	require.NotNil(t, got[0].BoxPixel)
+	for _, v := range got[0].BoxPixel {
+		assert.True(t, v >= 0 && v <= 64, "clipped to the image: %v", *got[0].BoxPixel)
+	}
+}

@@ -10,11 +10,14 @@ import (
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/engine"
+	"github.com/nextchat/nextchat/internal/imageproc"
 	"github.com/nextchat/nextchat/internal/prompt"
 )
 
 // runFlags are the options of `nextchat run`.
 type runFlags struct {
+	image, outImage              string
+	boxes                        []string
 	model, prefix, kvDType, dump string
 	maxNew, topK, beams, threads  int
 	context                       int
@@ -33,6 +36,9 @@ func runCommand() command {
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
 			var f runFlags
 			fs.StringVar(&f.model, "model", "", "model directory")
+			fs.StringVar(&f.image, "image", "", "image to ask about (JPEG, PNG, GIF, WebP, BMP)")
+			fs.StringArrayVar(&f.boxes, "box", nil, "a region x1,y1,x2,y2 in image pixels, referred to as [0], [1], ... in the question (repeatable)")
+			fs.StringVar(&f.outImage, "out-image", "", "write the image annotated with the answer's boxes (PNG)")
 			fs.StringVar(&f.prefix, "prefix", "", "continue the assistant's answer from this text (e.g. \"Answer: <at>\")")
 			fs.IntVar(&f.maxNew, "max-new-tokens", 512, "most tokens to generate")
 			fs.Float32Var(&f.temperature, "temperature", 0, "sampling temperature; 0 = greedy (docs/SAMPLING.md)")
@@ -70,7 +76,18 @@ func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
 		return err
 	}
 	defer eng.Close()
-	prep, err := eng.Prepare(engine.Request{Turns: []prompt.Turn{{Role: prompt.User, Text: question}}, AnswerPrefix: f.prefix})
+	req := engine.Request{Turns: []prompt.Turn{{Role: prompt.User, Text: question}}, AnswerPrefix: f.prefix}
+	if req.Boxes, err = parseBoxes(f.boxes); err != nil {
+		return usageError("%v", err)
+	}
+	if f.image != "" {
+		if req.Image, err = decodeImageFile(f.image); err != nil {
+			return err
+		}
+	} else if f.outImage != "" {
+		return usageError("--out-image needs --image")
+	}
+	prep, err := eng.Prepare(req)
 	if err != nil {
 		return err
 	}
@@ -97,16 +114,29 @@ func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
 		return err
 	}
 	if f.dump != "" {
-		if err := dumpStages(f.dump, prep, res, eng.Config().HiddenSize); err != nil {
+		if err := dumpStages(f.dump, eng, req.Image, prep, res); err != nil {
+			return err
+		}
+	}
+	locs, err := describeLocations(res, req.Image)
+	if err != nil {
+		return err
+	}
+	if f.outImage != "" {
+		if err := writeAnnotated(f.outImage, req.Image, locs); err != nil {
 			return err
 		}
 	}
 	if f.asJSON {
-		return writeRunJSON(e.stdout, res)
+		return writeRunJSON(e.stdout, res, locs)
 	}
 	fmt.Fprintln(e.stdout)
-	for k, loc := range res.Locations {
-		fmt.Fprintf(e.stdout, "[%d] box (normalized xyxy) %s\n", k, formatBox(loc.Box))
+	for _, l := range locs {
+		if l.BoxPixel != nil {
+			fmt.Fprintf(e.stdout, "[%d] box (pixels) %.1f, %.1f, %.1f, %.1f\n", l.Index, l.BoxPixel[0], l.BoxPixel[1], l.BoxPixel[2], l.BoxPixel[3])
+		} else {
+			fmt.Fprintf(e.stdout, "[%d] box (normalized xyxy) %s\n", l.Index, formatBox(l.Box))
+		}
 	}
 	return nil
 }
@@ -125,17 +155,33 @@ type runJSON struct {
 }
 
 type locationJSON struct {
-	Index      int        `json:"index"`
-	TokenIndex int        `json:"token_index"`
-	Box        [4]float32 `json:"box"` // normalized xyxy in the expand2square frame, raw
+	Index       int         `json:"index"`
+	TokenIndex  int         `json:"token_index"`
+	Box         [4]float32  `json:"box"`                    // normalized xyxy in the expand2square frame, raw
+	BoxPixel    *[4]float64 `json:"box_pixel,omitempty"`     // original image pixels, clipped to the image
+	BoxPixelRaw *[4]float64 `json:"box_pixel_raw,omitempty"` // unclipped (MODEL_SPEC §3: the model does not clamp)
 }
 
-func writeRunJSON(w io.Writer, res engine.Result) error {
-	out := runJSON{Answer: engine.MarkLocations(res.Text), Text: res.Text, Tokens: res.Tokens, Finish: res.Finish,
-		Locations: []locationJSON{}}
+// describeLocations maps every location to pixels when there is an image.
+func describeLocations(res engine.Result, img *imageproc.RGB) ([]locationJSON, error) {
+	locs := []locationJSON{}
 	for k, l := range res.Locations {
-		out.Locations = append(out.Locations, locationJSON{Index: k, TokenIndex: l.TokenIndex, Box: l.Box})
+		j := locationJSON{Index: k, TokenIndex: l.TokenIndex, Box: l.Box}
+		if img != nil {
+			raw, clipped, err := engine.PixelBox(l.Box, img.W, img.H)
+			if err != nil {
+				return nil, fmt.Errorf("location %d: %w", k, err)
+			}
+			j.BoxPixel, j.BoxPixelRaw = &clipped, &raw
+		}
+		locs = append(locs, j)
 	}
+	return locs, nil
+}
+
+func writeRunJSON(w io.Writer, res engine.Result, locs []locationJSON) error {
+	out := runJSON{Answer: engine.MarkLocations(res.Text), Text: res.Text, Tokens: res.Tokens, Finish: res.Finish,
+		Locations: locs}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(out)

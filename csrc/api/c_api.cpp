@@ -9,6 +9,7 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/spec.h"
+#include "runtime/probe.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence.h"
 #include "nextchat.h"
@@ -72,6 +73,16 @@ void require_struct(size_t struct_size, size_t needed, const char* what) {
     if (struct_size < needed) {
         nc::fail(NC_ERR_INVALID_ARGUMENT, std::string(what) + ".struct_size is " + std::to_string(struct_size) +
                                               ", this library needs " + std::to_string(needed));
+    }
+}
+
+// Arguments of the machine probes.
+void check_probe(int32_t threads, double seconds) {
+    if (threads < 0 || threads > 1024) {
+        nc::fail(NC_ERR_INVALID_ARGUMENT, "threads " + std::to_string(threads) + " out of range [0, 1024]");
+    }
+    if (!(seconds > 0.0 && seconds <= 60.0)) {
+        nc::fail(NC_ERR_INVALID_ARGUMENT, "seconds " + std::to_string(seconds) + " out of range (0, 60]");
     }
 }
 
@@ -205,6 +216,63 @@ nc_status nc_encode_boxes(nc_model* model, const float* boxes, int32_t n, float*
     });
 }
 
+nc_status nc_model_get_dims(const nc_model* model, nc_model_dims* out) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(out, "out");
+        require_struct(out->struct_size, sizeof(nc_model_dims), "nc_model_dims");
+        const nc_config& c = model->model.config();
+        const nc::VisionTower& v = model->model.vision();
+        *out = nc_model_dims{};
+        out->struct_size = sizeof(nc_model_dims);
+        out->image_size = int32_t(v.image_size());
+        out->patch_size = c.vision_patch_size;
+        out->image_tokens = int32_t(v.patches());
+        out->vision_hidden_size = int32_t(v.width());
+        out->vision_layers = nc::vision_layers_run(c);
+        out->hidden_size = c.hidden_size;
+        const nc::Model& m = model->model;
+        out->sam_image_size = int32_t(m.sam_encoder().image_size());
+        out->sam_grid = int32_t(m.sam_encoder().grid());
+        out->sam_embed_dim = int32_t(m.sam_encoder().out_channels());
+        out->sam_mask_size = int32_t(m.sam_decoder().mask_size());
+        out->sam_sparse_tokens = int32_t(m.sam_prompt().sparse_tokens());
+    });
+}
+
+nc_status nc_encode_images(nc_model* model, const float* pixels, int32_t n, float* out_projected, float* out_clip) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(pixels, "pixels");
+        require_out(out_projected, "out_projected");
+        if (n <= 0) nc::fail(NC_ERR_INVALID_ARGUMENT, "nc_encode_images needs n >= 1 images, got " + std::to_string(n));
+        model->model.encode_images(pixels, n, out_projected, out_clip);
+    });
+}
+
+nc_status nc_sam_encode_image(nc_model* model, const float* pixels, float* embedding) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(pixels, "pixels");
+        require_out(embedding, "embedding");
+        model->model.sam_encode_image(pixels, embedding);
+    });
+}
+
+nc_status nc_sam_decode_masks(nc_model* model, const float* embedding, int32_t n, const float* at_hidden,
+                              const float* boxes, int32_t width, int32_t height, float* lowres, float* iou,
+                              uint8_t* masks, float* sparse) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(embedding, "embedding");
+        require_out(at_hidden, "at_hidden");
+        require_out(boxes, "boxes");
+        require_out(iou, "iou");
+        if (n <= 0) nc::fail(NC_ERR_INVALID_ARGUMENT, "nc_sam_decode_masks needs n >= 1 locations, got " + std::to_string(n));
+        model->model.sam_decode_masks(embedding, n, at_hidden, boxes, width, height, lowres, iou, masks, sparse);
+    });
+}
+
 nc_status nc_cache_create(nc_model* model, const nc_cache_params* params, nc_cache** out) {
     return guarded([&] {
         require_out(out, "out");
@@ -275,6 +343,24 @@ nc_status nc_step(nc_model* model, nc_cache* cache, nc_step_input* inputs, int32
             inputs[i].token = requests[size_t(i)].token;
             inputs[i].n_located = requests[size_t(i)].n_located;
         }
+    });
+}
+
+nc_status nc_probe_fma_peak(int32_t threads, double seconds, double* gflops) {
+    return guarded([&] {
+        require_out(gflops, "gflops");
+        *gflops = 0;
+        check_probe(threads, seconds);
+        *gflops = nc::probe_fma_peak(threads, seconds);
+    });
+}
+
+nc_status nc_probe_read_bandwidth(int32_t threads, double seconds, double* gbytes_per_s) {
+    return guarded([&] {
+        require_out(gbytes_per_s, "gbytes_per_s");
+        *gbytes_per_s = 0;
+        check_probe(threads, seconds);
+        *gbytes_per_s = nc::probe_read_bandwidth(threads, seconds);
     });
 }
 

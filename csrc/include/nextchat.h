@@ -298,6 +298,75 @@ NC_API nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_mem
  * nc_step on the same model. */
 NC_API nc_status nc_encode_boxes(nc_model* model, const float* boxes, int32_t n, float* embeds);
 
+/* ---- Images ------------------------------------------------------------------------------------------- */
+
+/* The image side of a model (MODEL_SPEC §1.2, §1.3, §4, §5): what nc_encode_images and the SAM calls take and
+ * return. */
+typedef struct nc_model_dims {
+    size_t struct_size;         /* set by the caller to sizeof(nc_model_dims); the library sets what it wrote */
+    int32_t image_size;         /* S: CLIP input side in pixels (336) */
+    int32_t patch_size;         /* CLIP patch side (14) */
+    int32_t image_tokens;       /* P = (S / patch)²: <im_patch> rows per image (576) */
+    int32_t vision_hidden_size; /* CLIP width (1024) */
+    int32_t vision_layers;      /* CLIP encoder layers that run: up to hidden_states[select_layer] (23) */
+    int32_t hidden_size;        /* LLM width = projector output (4096) */
+    int32_t sam_image_size;     /* SAM input side in pixels (1024) */
+    int32_t sam_grid;           /* g = sam_image_size / SAM patch: image embedding side (64) */
+    int32_t sam_embed_dim;      /* D: image embedding channels = prompt token width (256) */
+    int32_t sam_mask_size;      /* 4g: low-res mask side (256) */
+    int32_t sam_sparse_tokens;  /* sparse prompt tokens per location: seg_prompt_tokens + 2 box corners (6) */
+} nc_model_dims;
+
+/* The model's image dimensions. Thread-safe. */
+NC_API nc_status nc_model_get_dims(const nc_model* model, nc_model_dims* out);
+
+/*
+ * CLIP vision tower + projector over n ≥ 1 images (MODEL_SPEC §1.2, §1.3).
+ *   pixels        [n, 3, S, S] float32, CLIP-normalized (§1.4: expand2square, resize, (x/255 − mean)/std); every
+ *                 value must be finite. Read only during the call.
+ *   out_projected [n, P, hidden_size]: the input embeddings of each image's <im_patch> rows. Caller-owned.
+ *   out_clip      optional [n, P, vision_hidden_size]: hidden_states[select_layer] without the class token;
+ *                 NULL when not wanted. Caller-owned.
+ * S, P and the widths come from nc_model_get_dims. On failure the outputs hold no meaningful values.
+ * Thread-safe: it runs on the model's own vision worker threads and may overlap nc_step and the other calls on
+ * the same model; concurrent nc_encode_images calls on one model run one after the other.
+ */
+NC_API nc_status nc_encode_images(nc_model* model, const float* pixels, int32_t n, float* out_projected,
+                                  float* out_clip);
+
+/* ---- Masks (SAM) -------------------------------------------------------------------------------------- */
+
+/*
+ * SAM's ViT image encoder (MODEL_SPEC §5.1) over one image: run it once per image that has at least one <at>.
+ *   pixels     [3, S, S] float32 with S = sam_image_size: the raw image resized so its long side is S, normalized
+ *              with SAM's mean/std and zero-padded centred (§4); every value must be finite. Read only during
+ *              the call.
+ *   embedding  [D, g, g] out (D = sam_embed_dim, g = sam_grid). Caller-owned.
+ * Thread-safe: it runs on the model's own SAM worker threads and may overlap nc_step and nc_encode_images;
+ * concurrent SAM calls on one model run one after the other. On failure the output holds no meaningful values.
+ */
+NC_API nc_status nc_sam_encode_image(nc_model* model, const float* pixels, float* embedding);
+
+/*
+ * The masks of n ≥ 1 located <at> tokens of one image (MODEL_SPEC §4, §5.2, §5.3): sparse prompt = seg_prompt_mlp
+ * of the <at> hidden state (seg_prompt_tokens tokens) + the box's two corner tokens; dense prompt = no_mask_embed;
+ * the mask decoder keeps mask token 0 (multimask_output=False); the logits are resized to S×S, then to
+ * max(width, height)², thresholded at 0 and the centred pad of the short side cropped.
+ *   embedding  [D, g, g]: nc_sam_encode_image's output for the image. Finite.
+ *   at_hidden  [n, hidden_size]: the final-normed hidden states of the <at> rows (nc_step_input.at_hidden). Finite.
+ *   boxes      [n, 4]: their decoded boxes, normalized xyxy in the expand2square frame (nc_step_input.boxes).
+ *   width, height: the original image's size in pixels, each in [1, 32768].
+ *   lowres     optional [n, 4g, 4g] out: the low-res mask logits.
+ *   iou        [n] out: the predicted IoU of each mask (the demo drops masks below 0.3; nothing is dropped here).
+ *   masks      optional [n, height, width] out: 1 inside the mask, 0 outside.
+ *   sparse     optional [n, sam_sparse_tokens, D] out: the sparse prompt tokens (for dumps and tests).
+ * NULL optional outputs are not computed (masks) or not returned. All buffers are caller-owned, read or written
+ * only during the call. Thread-safety as nc_sam_encode_image.
+ */
+NC_API nc_status nc_sam_decode_masks(nc_model* model, const float* embedding, int32_t n, const float* at_hidden,
+                                     const float* boxes, int32_t width, int32_t height, float* lowres, float* iou,
+                                     uint8_t* masks, float* sparse);
+
 /* ---- KV cache, sequences, steps ----------------------------------------------------------------------- */
 
 /* Allocates the whole cache up front (no allocation during steps). The cache may be freed before its
@@ -321,6 +390,21 @@ NC_API int64_t nc_seq_length(const nc_seq* seq);
  * and cache must not be used concurrently by other calls.
  */
 NC_API nc_status nc_step(nc_model* model, nc_cache* cache, nc_step_input* inputs, int32_t n);
+
+/* ---- Machine probes ----------------------------------------------------------------------------------- */
+
+/*
+ * The ceilings that benchmarks are judged against, measured now on this machine. threads: 0 = one per hardware
+ * thread, at most 1024; seconds: how long to measure, in (0, 60]. Both block for about that long, run their own
+ * threads (not a model's) and are thread-safe, though concurrent probes measure each other.
+ */
+/* Sustained fp32 FMA throughput in GFLOP/s (an FMA counts 2 per lane): every thread runs independent
+ * register-resident FMA chains on the widest vector ISA the compute kernels use (AVX-512F, else AVX2+FMA, else
+ * scalar; NEXTCHAT_CPU_ISA=avx2|portable caps both). */
+NC_API nc_status nc_probe_fma_peak(int32_t threads, double seconds, double* gflops);
+/* Sustained memory read bandwidth in GB/s (1e9 bytes): the threads stream disjoint slices of one buffer of 4×
+ * the last-level cache (at least 256 MiB, at most 2 GiB), allocated and touched before the clock starts. */
+NC_API nc_status nc_probe_read_bandwidth(int32_t threads, double seconds, double* gbytes_per_s);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,11 @@
 
 #include "model/llm.h"
 #include "model/loc.h"
+#include "model/projector.h"
+#include "model/sam_decoder.h"
+#include "model/sam_encoder.h"
+#include "model/sam_prompt.h"
+#include "model/vision.h"
 #include "model/weights.h"
 #include "nextchat.h"
 #include "ops/ops.h"
@@ -46,6 +51,26 @@ class Model {
     // embeds [n, hidden] = loc_encoder(boxes [n, 4]).
     void encode_boxes(const float* boxes, int64_t n, float* embeds);
 
+    // The CLIP tower's dimensions (image side, patch tokens per image, width).
+    const VisionTower& vision() const { return vision_; }
+    // projected [n, P, hidden] = mm_projector(CLIP features) of CLIP-normalized pixels [n, 3, S, S] (§1.2–1.4);
+    // clip [n, P, vision_hidden] = the features themselves, unless null. Runs on the model's own vision workers,
+    // so it may overlap step(); concurrent calls run one at a time.
+    void encode_images(const float* pixels, int64_t n, float* projected, float* clip);
+
+    // SAM (§4, §5). Dimensions: image side S, embedding grid g and width D, low-res mask side, sparse tokens.
+    const SamImageEncoder& sam_encoder() const { return sam_encoder_; }
+    const SamPromptEncoder& sam_prompt() const { return sam_prompt_; }
+    const SamMaskDecoder& sam_decoder() const { return sam_decoder_; }
+    // embedding [D, g, g] of SAM pixels [3, S, S] (normalized, centred pad; §4).
+    void sam_encode_image(const float* pixels, float* embedding);
+    // Per located <at> i < n: sparse prompt from at_hidden [n, hidden] and boxes [n, 4], the mask decoder over
+    // embedding [D, g, g], then the mask of the original width × height image. iou [n] always; lowres [n, 4g, 4g],
+    // masks [n, height, width] and sparse [n, tokens, D] when not null. Both SAM calls run on the model's own SAM
+    // workers, so they may overlap step() and encode_images(); concurrent SAM calls run one at a time.
+    void sam_decode_masks(const float* embedding, int64_t n, const float* at_hidden, const float* boxes, int32_t width,
+                          int32_t height, float* lowres, float* iou, uint8_t* masks, float* sparse);
+
     // A KV cache sized for this model.
     std::shared_ptr<KVCache> make_cache(int32_t block_size, int64_t num_blocks, int32_t dtype) const;
 
@@ -65,6 +90,19 @@ class Model {
     std::unique_ptr<ops::Ops> ops_;
     std::mutex step_mu_;  // a step is not re-entrant (nextchat.h)
     std::vector<float> x_, last_, logits_;
+    // The image encoder has its own ops (worker threads, scratch) and lock, so that it never blocks a step.
+    VisionTower vision_;
+    Projector projector_;
+    std::unique_ptr<ops::Ops> vision_ops_;
+    std::mutex vision_mu_;
+    std::vector<float> features_;
+    // SAM likewise.
+    SamImageEncoder sam_encoder_;
+    SamPromptEncoder sam_prompt_;
+    SamMaskDecoder sam_decoder_;
+    std::unique_ptr<ops::Ops> sam_ops_;
+    std::mutex sam_mu_;
+    std::vector<float> sam_sparse_, sam_lowres_, sam_work_;
 };
 
 }  // namespace nc

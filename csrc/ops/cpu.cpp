@@ -7,6 +7,9 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/cpu_gemm.h"
+#include "ops/cpu_sam.h"
+#include "ops/cpu_simd.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 
@@ -14,33 +17,7 @@ namespace nc::ops {
 
 namespace {
 
-bool cpu_has_avx2() {
-    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                            __builtin_cpu_supports("f16c");
-    return has;
-}
-
-// ---- linear ---------------------------------------------------------------------------------------------
-
-// Loads 8 consecutive weights as floats.
-template <nc_dtype D>
-__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const void* p) {
-    if constexpr (D == NC_DTYPE_F32) {
-        return _mm256_loadu_ps(static_cast<const float*>(p));
-    } else if constexpr (D == NC_DTYPE_F16) {
-        return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
-    } else {
-        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
-    }
-}
-
-__attribute__((target("avx2,fma,f16c"))) inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+// ---- linear: few rows (decode) ----------------------------------------------------------------------
 
 constexpr int kRowTile = 3;  // x rows per micro-tile
 constexpr int kOutTile = 4;  // outputs per micro-tile: 3×4 accumulators + 3 x + 1 w = 16 ymm registers
@@ -120,8 +97,89 @@ void linear_block(const float* x, int64_t r0, int64_t r1, const Weight& w, int64
     }
 }
 
-// Rows per pass over the weights: the x block (rows × K floats) stays in L2 while W streams once per block.
-constexpr int64_t kRowBlock = 24;
+// Up to this many rows linear streams the weights once, as dot products (decode: memory-bound); above it the
+// packed GEMM of cpu_gemm.cpp (CLIP, prefill). 16 is the measured crossover (4096×11008 bf16 on 2 cores: 9 rows
+// 6.8 ms dot vs 8.7 ms GEMM, 16 rows 11.3 vs 11.9, 24 rows 15.7 vs 12.0).
+constexpr int64_t kDecodeRows = 16;
+
+// ---- vision elementwise kernels -----------------------------------------------------------------------------
+
+__attribute__((target("avx2,fma,f16c"))) void layer_norm_row_avx2(const float* x, int64_t n, const float* w,
+                                                                   const float* b, float eps, float* y) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_add_ps(acc, _mm256_loadu_ps(x + j));
+    float sum = hsum(acc);
+    for (; j < n; ++j) sum += x[j];
+    const float mean = sum / float(n);
+    const __m256 mv = _mm256_set1_ps(mean);
+    acc = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n; j += 8) {
+        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + j), mv);
+        acc = _mm256_fmadd_ps(d, d, acc);
+    }
+    float var = hsum(acc);
+    for (; j < n; ++j) var += (x[j] - mean) * (x[j] - mean);
+    const float inv = 1.0f / std::sqrt(var / float(n) + eps);
+    const __m256 iv = _mm256_set1_ps(inv);
+    for (j = 0; j + 8 <= n; j += 8) {
+        const __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + j), mv), iv);
+        _mm256_storeu_ps(y + j, _mm256_fmadd_ps(d, _mm256_loadu_ps(w + j), _mm256_loadu_ps(b + j)));
+    }
+    for (; j < n; ++j) y[j] = (x[j] - mean) * inv * w[j] + b[j];
+}
+
+void layer_norm_row_portable(const float* x, int64_t n, const float* w, const float* b, float eps, float* y) {
+    float sum = 0, var = 0;
+    for (int64_t j = 0; j < n; ++j) sum += x[j];
+    const float mean = sum / float(n);
+    for (int64_t j = 0; j < n; ++j) var += (x[j] - mean) * (x[j] - mean);
+    const float inv = 1.0f / std::sqrt(var / float(n) + eps);
+    for (int64_t j = 0; j < n; ++j) y[j] = (x[j] - mean) * inv * w[j] + b[j];
+}
+
+// x · sigmoid(1.702 x), 8 lanes.
+struct QuickGelu8 {
+    __attribute__((target("avx2,fma,f16c"))) __m256 operator()(__m256 v) const {
+        const __m256 e = exp8(_mm256_mul_ps(v, _mm256_set1_ps(-1.702f)));
+        return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    }
+};
+
+// x · Φ(x), 8 lanes. Φ(x) = erfc(−x/√2)/2 with erfc from Numerical Recipes' erfcc (fractional error < 1.2e-7
+// everywhere, so the negative tail keeps its relative accuracy): erfc(z) = t·e^(−z² + P(t)), t = 1/(1 + z/2).
+struct Gelu8 {
+    __attribute__((target("avx2,fma,f16c"))) __m256 operator()(__m256 v) const {
+        const __m256 one = _mm256_set1_ps(1.0f);
+        const __m256 abs_v = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+        const __m256 z = _mm256_mul_ps(abs_v, _mm256_set1_ps(0.70710678118654752f));
+        const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(z, _mm256_set1_ps(0.5f), one));
+        __m256 p = _mm256_set1_ps(0.17087277f);
+        for (float c : {-0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f, -0.18628806f, 0.09678418f, 0.37409196f,
+                        1.00002368f, -1.26551223f}) {
+            p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(c));
+        }
+        const __m256 half_erfc = _mm256_mul_ps(_mm256_mul_ps(t, exp8(_mm256_fnmadd_ps(z, z, p))), _mm256_set1_ps(0.5f));
+        // Φ(x) = 1 − erfc(|x|/√2)/2 for x ≥ 0, erfc(|x|/√2)/2 below.
+        const __m256 nonneg = _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ);
+        const __m256 phi = _mm256_blendv_ps(half_erfc, _mm256_sub_ps(one, half_erfc), nonneg);
+        return _mm256_mul_ps(v, phi);
+    }
+};
+
+// x[i] = F(x[i]), 8 lanes at a time; the tail goes through the same vector code, so every element is computed alike.
+template <class F>
+__attribute__((target("avx2,fma,f16c"))) void map_avx2(float* x, int64_t n) {
+    const F f;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        alignas(32) float t[8] = {};
+        std::copy(x + i, x + n, t);
+        _mm256_store_ps(t, f(_mm256_load_ps(t)));
+        std::copy(t, t + (n - i), x + i);
+    }
+}
 
 // ---- ops ------------------------------------------------------------------------------------------------
 
@@ -153,6 +211,7 @@ class CpuOps final : public Ops {
     }
 
     void linear(const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y) override {
+        if (rows > kDecodeRows) return gemm_linear(pool_, x, rows, w, bias, y);
         for (int64_t r = 0; r < rows; ++r) {
             if (bias) {
                 convert_row(*bias, 0, w.rows, y + r * w.rows);
@@ -160,10 +219,7 @@ class CpuOps final : public Ops {
                 std::fill(y + r * w.rows, y + (r + 1) * w.rows, 0.0f);
             }
         }
-        for (int64_t r0 = 0; r0 < rows; r0 += kRowBlock) {
-            const int64_t r1 = std::min(rows, r0 + kRowBlock);
-            pool_.parallel_for(w.rows, kOutTile, [&](int64_t o0, int64_t o1) { linear_block(x, r0, r1, w, o0, o1, y); });
-        }
+        pool_.parallel_for(w.rows, kOutTile, [&](int64_t o0, int64_t o1) { linear_block(x, 0, rows, w, o0, o1, y); });
     }
 
     void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
@@ -253,6 +309,93 @@ class CpuOps final : public Ops {
         });
     }
 
+    void layer_norm(const float* x, int64_t rows, const Weight& w, const Weight& b, float eps, float* y) override {
+        const int64_t dim = w.cols;
+        const bool avx2 = cpu_has_avx2();
+        pool_.parallel_for(rows, 1, [&](int64_t r0, int64_t r1) {
+            std::vector<float>& wb = scratch(size_t(2 * dim));
+            convert_row(w, 0, dim, wb.data());
+            convert_row(b, 0, dim, wb.data() + dim);
+            for (int64_t r = r0; r < r1; ++r) {
+                if (avx2) {
+                    layer_norm_row_avx2(x + r * dim, dim, wb.data(), wb.data() + dim, eps, y + r * dim);
+                } else {
+                    layer_norm_row_portable(x + r * dim, dim, wb.data(), wb.data() + dim, eps, y + r * dim);
+                }
+            }
+        });
+    }
+
+    void gelu(float* x, int64_t n) override {
+        const bool avx2 = cpu_has_avx2();
+        pool_.parallel_for(n, 4096, [&](int64_t a, int64_t b) {
+            if (avx2) return map_avx2<Gelu8>(x + a, b - a);
+            for (int64_t i = a; i < b; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+        });
+    }
+
+    void quick_gelu(float* x, int64_t n) override {
+        const bool avx2 = cpu_has_avx2();
+        pool_.parallel_for(n, 4096, [&](int64_t a, int64_t b) {
+            if (avx2) return map_avx2<QuickGelu8>(x + a, b - a);
+            for (int64_t i = a; i < b; ++i) x[i] = x[i] / (1.0f + std::exp(-1.702f * x[i]));
+        });
+    }
+
+    void patches(const float* x, int64_t n, int32_t channels, int32_t height, int32_t width, int32_t patch,
+                 float* y) override {
+        const int64_t gh = height / patch, gw = width / patch, len = int64_t(channels) * patch * patch;
+        pool_.parallel_for(n * gh, 1, [&](int64_t a, int64_t b) {
+            for (int64_t t = a; t < b; ++t) {  // t = image · gh + patch row
+                const int64_t img = t / gh, py = t % gh;
+                for (int64_t px = 0; px < gw; ++px) {
+                    float* dst = y + (t * gw + px) * len;
+                    for (int64_t c = 0; c < channels; ++c) {
+                        for (int64_t i = 0; i < patch; ++i) {
+                            const float* src = x + ((img * channels + c) * height + py * patch + i) * width;
+                            std::copy(src + px * patch, src + (px + 1) * patch, dst + (c * patch + i) * patch);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    void attention(const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows, int64_t kv_rows,
+                   int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out) override {
+        gemm_attention(pool_, q, k, v, batch, q_rows, kv_rows, heads, head_dim, scale, bias, out);
+    }
+
+    // SAM (ops/cpu_sam.cpp).
+    std::unique_ptr<ScoreBias> rel_pos_bias(const float* q, int32_t heads, int32_t head_dim, int64_t grid_h,
+                                            int64_t grid_w, const Weight& rel_h, const Weight& rel_w) override {
+        return cpu_sam::rel_pos_bias(q, heads, head_dim, grid_h, grid_w, rel_h, rel_w);
+    }
+    void window_partition(const float* x, int64_t height, int64_t width, int64_t channels, int32_t window,
+                          const float* fill, float* y) override {
+        cpu_sam::window_partition(pool_, x, height, width, channels, window, fill, y);
+    }
+    void window_merge(const float* x, int64_t height, int64_t width, int64_t channels, int32_t window,
+                      float* y) override {
+        cpu_sam::window_merge(pool_, x, height, width, channels, window, y);
+    }
+    void conv2d(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight* bias,
+                int32_t kernel, float* y) override {
+        cpu_sam::conv2d(pool_, sam_buffers_, x, n, height, width, w, bias, kernel, y);
+    }
+    void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
+                           const Weight& bias, float* y) override {
+        cpu_sam::conv_transpose2x2(pool_, sam_buffers_, x, n, height, width, w, bias, y);
+    }
+    void resize_bilinear(const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
+                         int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y) override {
+        cpu_sam::resize_bilinear(pool_, x, planes, in_h, in_w, out_h, out_w, row0, rows, col0, cols, y);
+    }
+    void transpose(const float* x, int64_t batch, int64_t rows, int64_t cols, float* y) override {
+        cpu_sam::transpose(pool_, x, batch, rows, cols, y);
+    }
+    void softmax(float* x, int64_t rows, int64_t cols) override { cpu_sam::softmax(pool_, x, rows, cols); }
+
   private:
     static void convert_row(const Weight& w, int64_t first, int64_t n, float* out) {
         for (int64_t i = 0; i < n; ++i) out[i] = weight_at(w, first + i);
@@ -266,6 +409,7 @@ class CpuOps final : public Ops {
     }
 
     ThreadPool pool_;
+    cpu_sam::Buffers sam_buffers_;
 };
 
 }  // namespace

@@ -6,11 +6,35 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ops/kv_view.h"
 #include "ops/weight.h"
 
 namespace nc::ops {
+
+// An additive term on attention scores, per (batch, head, query, key). Called concurrently from several
+// threads, after the scores are scaled and before the softmax: per query row (add) or per block of queries
+// (add_block), once for each (batch, head, query).
+class ScoreBias {
+  public:
+    virtual ~ScoreBias() = default;
+    // scores[j] += bias(batch, head, query, j) for j < kv_rows.
+    virtual void add(int64_t batch, int32_t head, int64_t query, float* scores, int64_t kv_rows) const = 0;
+    // The same for queries [query, query + n) whose scores are stored key-major: scores[j·ld + i] belongs to
+    // query + i (ld ≥ n). By default row by row through add(); a bias with structure overrides it to add whole
+    // vectors of queries at once (SAM's relative positions).
+    virtual void add_block(int64_t batch, int32_t head, int64_t query, int64_t n, float* scores, int64_t ld,
+                           int64_t kv_rows) const {
+        thread_local std::vector<float> row;
+        if (row.size() < size_t(kv_rows)) row.resize(size_t(kv_rows));
+        for (int64_t i = 0; i < n; ++i) {
+            for (int64_t j = 0; j < kv_rows; ++j) row[size_t(j)] = scores[j * ld + i];
+            add(batch, head, query + i, row.data(), kv_rows);
+            for (int64_t j = 0; j < kv_rows; ++j) scores[j * ld + i] = row[size_t(j)];
+        }
+    }
+};
 
 class Ops {
   public:
@@ -46,6 +70,76 @@ class Ops {
 
     // x[i] = max(x[i], 0) for i < n.
     virtual void relu(float* x, int64_t n) = 0;
+
+    // ---- Vision transformers (CLIP §1.2, projector §1.3; SAM §5 reuses them) ----
+
+    // y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * w + b over the last dim (w.cols), biased variance, fp32.
+    virtual void layer_norm(const float* x, int64_t rows, const Weight& w, const Weight& b, float eps, float* y) = 0;
+
+    // x[i] = x[i] · Φ(x[i]) = x/2 · (1 + erf(x/√2)): exact GELU (torch.nn.GELU(), §1.3), in place.
+    virtual void gelu(float* x, int64_t n) = 0;
+
+    // x[i] = x[i] · sigmoid(1.702 · x[i]): CLIP's quick_gelu (§1.2), in place.
+    virtual void quick_gelu(float* x, int64_t n) = 0;
+
+    // The non-overlapping patch × patch tiles of images x [n, channels, height, width] (height and width
+    // multiples of patch) as rows y [n, (height/patch)·(width/patch), channels·patch·patch]: patches in row-major
+    // grid order, each flattened (channel, i, j) like a conv weight [out, channels, patch, patch]. A conv with
+    // stride = kernel is this followed by linear (§1.2 patch embedding).
+    virtual void patches(const float* x, int64_t n, int32_t channels, int32_t height, int32_t width, int32_t patch,
+                         float* y) = 0;
+
+    // Non-causal multi-head attention, batched: for each batch b, head h and query i
+    //   out[b, i, h, :] = Σ_j softmax_j(scale · q[b, i, h, :]·k[b, j, h, :] + bias(b, h, i, j)) · v[b, j, h, :]
+    // q, out [batch, q_rows, heads, head_dim]; k, v [batch, kv_rows ≥ 1, heads, head_dim]; contiguous float32.
+    // bias may be null (CLIP); SAM's decomposed relative positions (§5.1) are rel_pos_bias below.
+    virtual void attention(const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows,
+                           int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias,
+                           float* out) = 0;
+
+    // ---- SAM (§5): channels-last maps [n, height, width, channels], row-major pixels ----
+
+    // SAM's decomposed relative positions (§5.1) as the score bias of attention over q [batch, grid_h·grid_w, heads,
+    // head_dim] with keys on the same grid (row-major): bias(b, h, (qh, qw), (kh, kw)) = q·rel_h[qh − kh + grid_h − 1]
+    // + q·rel_w[qw − kw + grid_w − 1], q unscaled; rel_h [2·grid_h − 1, head_dim], rel_w [2·grid_w − 1, head_dim].
+    // Computed per query row while attention runs (no [queries, keys] table): q and the tables must outlive it.
+    virtual std::unique_ptr<ScoreBias> rel_pos_bias(const float* q, int32_t heads, int32_t head_dim, int64_t grid_h,
+                                                    int64_t grid_w, const Weight& rel_h, const Weight& rel_w) = 0;
+
+    // The window × window tiles of a map x [height, width, channels] as y [⌈height/window⌉·⌈width/window⌉,
+    // window², channels]: windows row-major, tokens row-major inside each; positions past the map's right and
+    // bottom edges hold fill [channels] (null: zeros). SAM's window_partition (§5.1).
+    virtual void window_partition(const float* x, int64_t height, int64_t width, int64_t channels, int32_t window,
+                                  const float* fill, float* y) = 0;
+    // The inverse, padding dropped: y [height, width, channels] from windows x (SAM's window_unpartition).
+    virtual void window_merge(const float* x, int64_t height, int64_t width, int64_t channels, int32_t window,
+                              float* y) = 0;
+
+    // Stride-1 convolution with zero padding (kernel − 1)/2 (odd kernel; same size out): x [n, height, width, in],
+    // w the conv weight [out, in, kernel, kernel] seen as [out, in·kernel²], bias [out] or null; y [n, height,
+    // width, out]. kernel 1 is a linear layer over pixels. LayerNorm2d is layer_norm on these maps.
+    virtual void conv2d(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight* bias,
+                        int32_t kernel, float* y) = 0;
+
+    // ConvTranspose2d(kernel 2, stride 2) with bias: x [n, height, width, in], w [in, out, 2, 2] seen as
+    // [in, out·4], bias [out]; y [n, 2·height, 2·width, out] with y[2i + a, 2j + b, o] = b[o] + Σ_c x[i, j, c] ·
+    // w[c, o, a, b] (§5.3 output upscaling).
+    virtual void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
+                                   const Weight& bias, float* y) = 0;
+
+    // Bilinear resize of planes x [planes, in_h, in_w] to out_h × out_w as torch's upsample_bilinear2d with
+    // align_corners=False in float: src = max(scale·(dst + 0.5) − 0.5, 0) with scale = in/out, x0 = ⌊src⌋,
+    // x1 = min(x0 + 1, in − 1). Writes only rows [row0, row0 + rows) and columns [col0, col0 + cols) of the
+    // result: y [planes, rows, cols] (a crop without computing the whole image, §4 post-processing).
+    virtual void resize_bilinear(const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,
+                                 int64_t out_w, int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y) = 0;
+
+    // y [batch, cols, rows] = x [batch, rows, cols] transposed (channels-first ↔ channels-last maps).
+    virtual void transpose(const float* x, int64_t batch, int64_t rows, int64_t cols, float* y) = 0;
+
+    // x[r, :] = softmax(x[r, :]) in place for r < rows, over cols ≥ 1 values each (the row's maximum subtracted
+    // first): the mask decoder's image→token attention over a few prompt tokens (§5.3).
+    virtual void softmax(float* x, int64_t rows, int64_t cols) = 0;
 };
 
 std::unique_ptr<Ops> make_reference_ops();

@@ -1,9 +1,11 @@
 // The reference ops: the obviously-right version of each op, accumulating in double. The oracle that the
 // optimized CPU ops and the CUDA kernels are tested against; never used for speed.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "ops/ops.h"
+#include "ops/reference_sam.h"
 
 namespace nc::ops {
 
@@ -111,6 +113,118 @@ class ReferenceOps final : public Ops {
     void relu(float* x, int64_t n) override {
         for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
     }
+
+    void layer_norm(const float* x, int64_t rows, const Weight& w, const Weight& b, float eps, float* y) override {
+        const int64_t dim = w.cols;
+        for (int64_t r = 0; r < rows; ++r) {
+            const float* xr = x + r * dim;
+            double mean = 0, var = 0;
+            for (int64_t c = 0; c < dim; ++c) mean += xr[c];
+            mean /= double(dim);
+            for (int64_t c = 0; c < dim; ++c) var += (xr[c] - mean) * (xr[c] - mean);
+            const double inv = 1.0 / std::sqrt(var / double(dim) + eps);
+            for (int64_t c = 0; c < dim; ++c) {
+                y[r * dim + c] = float((xr[c] - mean) * inv * weight_at(w, c) + weight_at(b, c));
+            }
+        }
+    }
+
+    void gelu(float* x, int64_t n) override {
+        for (int64_t i = 0; i < n; ++i) {
+            const double v = x[i];
+            x[i] = float(0.5 * v * (1.0 + std::erf(v / std::sqrt(2.0))));
+        }
+    }
+
+    void quick_gelu(float* x, int64_t n) override {
+        for (int64_t i = 0; i < n; ++i) {
+            const double v = x[i];
+            x[i] = float(v / (1.0 + std::exp(-1.702 * v)));
+        }
+    }
+
+    void patches(const float* x, int64_t n, int32_t channels, int32_t height, int32_t width, int32_t patch,
+                 float* y) override {
+        const int64_t gh = height / patch, gw = width / patch;
+        for (int64_t img = 0; img < n; ++img) {
+            for (int64_t py = 0; py < gh; ++py) {
+                for (int64_t px = 0; px < gw; ++px) {
+                    float* row = y + ((img * gh + py) * gw + px) * channels * patch * patch;
+                    for (int64_t c = 0; c < channels; ++c) {
+                        for (int64_t i = 0; i < patch; ++i) {
+                            for (int64_t j = 0; j < patch; ++j) {
+                                const int64_t y0 = py * patch + i, x0 = px * patch + j;
+                                row[(c * patch + i) * patch + j] = x[((img * channels + c) * height + y0) * width + x0];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    void attention(const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows, int64_t kv_rows,
+                   int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out) override {
+        const int64_t d = head_dim, stride = int64_t(heads) * d;
+        std::vector<double> scores(size_t(kv_rows), 0.0);
+        std::vector<float> extra(size_t(kv_rows), 0.0f);
+        for (int64_t b = 0; b < batch; ++b) {
+            const float* kb = k + b * kv_rows * stride;
+            const float* vb = v + b * kv_rows * stride;
+            for (int32_t h = 0; h < heads; ++h) {
+                for (int64_t i = 0; i < q_rows; ++i) {
+                    const float* qv = q + (b * q_rows + i) * stride + h * d;
+                    std::fill(extra.begin(), extra.end(), 0.0f);
+                    if (bias) bias->add(b, h, i, extra.data(), kv_rows);
+                    double mx = -INFINITY;
+                    for (int64_t j = 0; j < kv_rows; ++j) {
+                        double dot = 0;
+                        for (int64_t c = 0; c < d; ++c) dot += double(qv[c]) * kb[j * stride + h * d + c];
+                        scores[size_t(j)] = dot * scale + extra[size_t(j)];
+                        mx = std::max(mx, scores[size_t(j)]);
+                    }
+                    double sum = 0;
+                    for (double& s : scores) sum += (s = std::exp(s - mx));
+                    float* o = out + (b * q_rows + i) * stride + h * d;
+                    for (int64_t c = 0; c < d; ++c) {
+                        double acc = 0;
+                        for (int64_t j = 0; j < kv_rows; ++j) acc += scores[size_t(j)] * vb[j * stride + h * d + c];
+                        o[c] = float(acc / sum);
+                    }
+                }
+            }
+        }
+    }
+
+    // SAM (ops/reference_sam.cpp).
+    std::unique_ptr<ScoreBias> rel_pos_bias(const float* q, int32_t heads, int32_t head_dim, int64_t grid_h,
+                                            int64_t grid_w, const Weight& rel_h, const Weight& rel_w) override {
+        return reference_sam::rel_pos_bias(q, heads, head_dim, grid_h, grid_w, rel_h, rel_w);
+    }
+    void window_partition(const float* x, int64_t height, int64_t width, int64_t channels, int32_t window,
+                          const float* fill, float* y) override {
+        reference_sam::window_partition(x, height, width, channels, window, fill, y);
+    }
+    void window_merge(const float* x, int64_t height, int64_t width, int64_t channels, int32_t window,
+                      float* y) override {
+        reference_sam::window_merge(x, height, width, channels, window, y);
+    }
+    void conv2d(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight* bias,
+                int32_t kernel, float* y) override {
+        reference_sam::conv2d(x, n, height, width, w, bias, kernel, y);
+    }
+    void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
+                           const Weight& bias, float* y) override {
+        reference_sam::conv_transpose2x2(x, n, height, width, w, bias, y);
+    }
+    void resize_bilinear(const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
+                         int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y) override {
+        reference_sam::resize_bilinear(x, planes, in_h, in_w, out_h, out_w, row0, rows, col0, cols, y);
+    }
+    void transpose(const float* x, int64_t batch, int64_t rows, int64_t cols, float* y) override {
+        reference_sam::transpose(x, batch, rows, cols, y);
+    }
+    void softmax(float* x, int64_t rows, int64_t cols) override { reference_sam::softmax(x, rows, cols); }
 };
 
 }  // namespace

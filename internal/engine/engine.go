@@ -37,8 +37,9 @@ type Engine struct {
 	Dir   *modeldir.Dir
 	Model *bindings.Model
 	Tok   *tokenizer.Tokenizer
-	cache *bindings.Cache
-	mu    sync.Mutex
+	cache  *bindings.Cache
+	mu     sync.Mutex
+	images featureCache
 }
 
 // Open loads a model directory and allocates its KV cache.

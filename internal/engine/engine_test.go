@@ -12,6 +12,7 @@ import (
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/golden"
+	"github.com/nextchat/nextchat/internal/imageproc"
 	"github.com/nextchat/nextchat/internal/prompt"
 )
 
@@ -265,6 +266,70 @@ func TestBeamSearch(t *testing.T) {
 			free, total, err := e.cache.Blocks()
 			require.NoError(t, err)
 			assert.Equal(t, total, free, "every beam's blocks released")
+		})
+	}
+}
+
+// Grounding mode equals the reference's teacher-forced REC answer: the same box from one batched prefill,
+// whatever else is grounded alongside.
+func TestGroundMatchesTeacherForcedReference(t *testing.T) {
+	cases, err := golden.Cases()
+	require.NoError(t, err)
+	for _, c := range cases {
+		if c.Name != "rec_teacher_forced" {
+			continue
+		}
+		g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
+		require.NoError(t, err)
+		e := openCase(t, c, bindings.F32)
+		expr := strings.TrimSuffix(strings.TrimPrefix(c.Prompt, "Where is "), " in the image?")
+		locs, err := e.Ground(context.Background(), nil, g["proj.out"].F32, []string{"a small cat", expr, "the sky"})
+		require.NoError(t, err)
+		require.Len(t, locs, 3)
+		want := g["gen.boxes"].F32
+		for j := range locs[1].Box {
+			assert.InDelta(t, want[j], locs[1].Box[j], 1e-4)
+		}
+		assert.Less(t, golden.NMSE(locs[1].Hidden, g["gen.at_hidden"].F32), 1e-6)
+		assert.NotEqual(t, locs[0].Box, locs[1].Box)
+		return
+	}
+	t.Fatal("golden case rec_teacher_forced not found")
+}
+
+// End to end from the image file: decoding, PIL-exact preprocessing, CLIP, projector, user boxes in pixels,
+// prefill and decoding give the reference's tokens and boxes for every golden case.
+func TestEndToEndFromImageFiles(t *testing.T) {
+	cases, err := golden.Cases()
+	require.NoError(t, err)
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
+			require.NoError(t, err)
+			e := openCase(t, c, bindings.F32)
+			f, err := os.Open(filepath.Join(golden.Root(), c.Image))
+			require.NoError(t, err)
+			img, _, err := imageproc.Decode(f, imageproc.Options{})
+			f.Close()
+			require.NoError(t, err)
+			req := Request{Turns: []prompt.Turn{{Role: prompt.User, Text: c.Prompt}}, Image: img, Boxes: c.Boxes}
+			p, err := e.Prepare(req)
+			require.NoError(t, err)
+			res, err := e.Run(context.Background(), p, params(c), nil)
+			require.NoError(t, err)
+			assert.Equal(t, int32s(g["gen.tokens"].I64), res.Tokens)
+			want := g["gen.boxes"].F32
+			require.Len(t, res.Locations, len(want)/4)
+			for i, loc := range res.Locations {
+				for j := range loc.Box {
+					assert.InDelta(t, want[4*i+j], loc.Box[j], 1e-4)
+				}
+				raw, _, err := PixelBox(loc.Box, img.W, img.H)
+				require.NoError(t, err)
+				for j := range raw {
+					assert.InDelta(t, g["gen.boxes_pixel"].F32[4*i+j], raw[j], 1e-2, "pixel box %d", i)
+				}
+			}
 		})
 	}
 }

@@ -3,14 +3,19 @@ package engine
 import (
 	"fmt"
 
+	"github.com/nextchat/nextchat/internal/imageproc"
+
 	"github.com/nextchat/nextchat/internal/prompt"
 	"github.com/nextchat/nextchat/internal/tokenizer"
 )
 
-// Request is what a caller asks: a conversation, optionally one image (its projected CLIP features) and the
-// boxes its region references "[i]" point to.
+// Request is what a caller asks: a conversation, optionally one image and the boxes its region references
+// "[i]" point to. Image and Boxes (pixels) are the usual way in; ImageFeatures and RegionBoxes give the
+// same already computed (projected features, normalized boxes), as tests against the reference do.
 type Request struct {
 	Turns []prompt.Turn
+	Image *imageproc.RGB
+	Boxes [][4]float64 // user boxes in Image's pixels, xyxy
 	// ImageFeatures: [image tokens × hidden] from the vision tower and projector; nil for a text-only chat.
 	ImageFeatures []float32
 	// RegionBoxes: user boxes, normalized xyxy in the expand2square frame (§3.3), indexed by "[i]".
@@ -25,6 +30,17 @@ type Request struct {
 // k-th user <boxes> row takes loc_encoder of the k-th referenced box.
 func (e *Engine) Prepare(req Request) (Prepared, error) {
 	cfg := e.Dir.Config
+	if req.Image != nil {
+		var err error
+		if req.ImageFeatures, err = e.ImageFeatures(req.Image); err != nil {
+			return Prepared{}, err
+		}
+		if req.RegionBoxes, err = NormalizeBoxes(req.Image, req.Boxes); err != nil {
+			return Prepared{}, err
+		}
+	} else if len(req.Boxes) > 0 {
+		return Prepared{}, fmt.Errorf("%w: boxes need an image (they are in its pixels)", prompt.ErrBadPrompt)
+	}
 	turns := make([]prompt.Turn, len(req.Turns))
 	var order []int
 	for i, t := range req.Turns {

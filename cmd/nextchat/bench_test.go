@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBenchUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--model", "x"}, "needs one benchmark name"},
+		{[]string{"bench", "nope", "--model", "x"}, `unknown benchmark "nope"`},
+		{[]string{"bench", "vision"}, "needs --model"},
+		{[]string{"bench", "vision", "--model", "x", "--images", "0"}, "--images ≥ 1"},
+	} {
+		code, _, stderr := runCLI(tc.args...)
+		assert.Equal(t, 2, code, tc.args)
+		assert.Contains(t, stderr, tc.want, tc.args)
+	}
+}
+
+// The vision benchmark on the tiny preset: the report's rates follow from its runs and its FLOP count from the
+// config (tiny: CLIP 32 wide, MLP 80, 3 layers of which 2 run, 16 patches of 14²; LLM width 64).
+func TestBenchVisionOnTiny(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "tokenizer.model")
+	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
+	dir := filepath.Join(t.TempDir(), "tiny")
+	code, _, stderr := runCLI("gen", "--config", "tiny", "--tokenizer", tok, "--out", dir)
+	require.Equal(t, 0, code, stderr)
+
+	code, out, stderr := runCLI("bench", "vision", "--model", dir, "--images", "3", "--repeat", "2", "--threads", "2",
+		"--probe-seconds", "0.05", "--json")
+	require.Equal(t, 0, code, stderr)
+	var r benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, "vision", r.Benchmark)
+	assert.True(t, r.Synthetic)
+	assert.Equal(t, 2, r.Threads)
+	assert.Equal(t, 3, r.ItemsPerRun)
+	require.Len(t, r.RunSeconds, 2)
+	P, D, I, H, T := 16.0, 32.0, 80.0, 64.0, 17.0
+	want := 2*P*3*14*14*D + 2*(2*T*D*D*4+2*T*D*I*2+2*T*T*D*2) + 2*P*D*H + 2*P*H*H
+	assert.Equal(t, 2, r.Shape["vision_layers"])
+	assert.InDelta(t, want, r.FLOPPerItem, 1)
+	assert.Greater(t, r.ItemsPerSecond, 0.0)
+	assert.InDelta(t, r.ItemsPerSecond*r.FLOPPerItem/1e9, r.GFLOPS, 1e-9)
+	assert.InDelta(t, 100*r.GFLOPS/r.FMAPeakGFLOPS, r.PercentOfPeak, 1e-9)
+
+	code, out, stderr = runCLI("bench", "vision", "--model", dir, "--images", "1", "--repeat", "1", "--probe-seconds", "0.05")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, out, "of the FMA peak")
+}

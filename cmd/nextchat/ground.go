@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/pflag"
+
+	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/engine"
+)
+
+// groundJSON is one expression's result of `nextchat ground --json`.
+type groundJSON struct {
+	Expression string `json:"expression"`
+	locationJSON
+}
+
+func groundCommand() command {
+	return command{
+		name:    "ground",
+		summary: "locate referring expressions in an image (NExT-Chat's REC path: one prefill, no sampling)",
+		usage:   "--model DIR --image FILE [--json] \"expression\" [\"expression\" ...]",
+		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
+			model := fs.String("model", "", "model directory")
+			image := fs.String("image", "", "image file")
+			asJSON := fs.Bool("json", false, "print JSON")
+			threads := fs.Int("threads", 0, "CPU threads (0 = all)")
+			outImage := fs.String("out-image", "", "write the image annotated with the boxes (PNG)")
+			return func(ctx context.Context, e *env, args []string) error {
+				if *model == "" || *image == "" || len(args) == 0 {
+					return usageError("ground needs --model DIR, --image FILE and at least one expression")
+				}
+				img, err := decodeImageFile(*image)
+				if err != nil {
+					return err
+				}
+				o := engine.DefaultOptions()
+				o.Threads, o.KVDType = *threads, bindings.F16
+				eng, err := engine.Open(*model, o)
+				if err != nil {
+					return err
+				}
+				defer eng.Close()
+				locs, err := eng.Ground(ctx, img, nil, args)
+				if err != nil {
+					return err
+				}
+				described, err := describeLocations(engine.Result{Locations: locs}, img)
+				if err != nil {
+					return err
+				}
+				if *outImage != "" {
+					if err := writeAnnotated(*outImage, img, described); err != nil {
+						return err
+					}
+				}
+				if *asJSON {
+					out := make([]groundJSON, len(args))
+					for i := range args {
+						out[i] = groundJSON{Expression: args[i], locationJSON: described[i]}
+					}
+					enc := json.NewEncoder(e.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(out)
+				}
+				for i, l := range described {
+					b := *l.BoxPixel
+					fmt.Fprintf(e.stdout, "[%d] %q: box (pixels) %.1f, %.1f, %.1f, %.1f\n", i, args[i], b[0], b[1], b[2], b[3])
+				}
+				return nil
+			}
+		},
+	}
+}

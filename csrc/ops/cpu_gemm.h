@@ -1,0 +1,22 @@
+// Matrix products of the CPU ops for the many-row regime: linear over hundreds of rows (CLIP's 577 tokens per
+// image, prefill) and non-causal attention. One register-blocked micro-kernel (6 rows × 16 outputs, 12 ymm
+// accumulators fed by broadcast-FMA) runs over operands packed once per block: weights converted to f32 in
+// k-blocks that stay in L2, keys and values per head. Threads share the work by output blocks, so every weight
+// is read from memory once per call.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/ops.h"
+#include "runtime/thread_pool.h"
+
+namespace nc::ops {
+
+// y [rows, w.rows] = x [rows, w.cols] · Wᵀ (+ bias) — Ops::linear for rows well above the decode regime.
+void gemm_linear(ThreadPool& pool, const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y);
+
+// Ops::attention (non-causal, batched, optional score bias).
+void gemm_attention(ThreadPool& pool, const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows,
+                    int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out);
+
+}  // namespace nc::ops

@@ -1,0 +1,123 @@
+// SIMD building blocks of the CPU ops: run-time ISA choice and AVX2+FMA+F16C / AVX-512 helpers (16-bit weight
+// loads, horizontal sum, exp). Every function with AVX2 code carries its target attribute, so the library builds for
+// baseline x86-64 and only runs these on machines that have them.
+#pragma once
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "nextchat.h"
+
+namespace nc::ops {
+
+// The vector ISAs the CPU kernels have code for, in increasing order.
+enum class Isa : int { Portable = 0, Avx2 = 1, Avx512 = 2 };
+
+namespace simd_detail {
+// What the CPU (and OS) support, capped by NEXTCHAT_CPU_ISA=portable|avx2|avx512 when set (to measure a narrower
+// ISA on a wider machine).
+inline Isa detected_isa() {
+    static const Isa isa = [] {
+        Isa best = Isa::Portable;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+            best = __builtin_cpu_supports("avx512f") ? Isa::Avx512 : Isa::Avx2;
+        }
+        const char* cap = std::getenv("NEXTCHAT_CPU_ISA");
+        if (cap != nullptr) {
+            const std::string c(cap);
+            const Isa want = c == "portable" ? Isa::Portable : c == "avx2" ? Isa::Avx2 : Isa::Avx512;
+            best = Isa(std::min(int(best), int(want)));
+        }
+        return best;
+    }();
+    return isa;
+}
+
+inline std::atomic<int>& isa_limit() {
+    static std::atomic<int> limit{int(Isa::Avx512)};
+    return limit;
+}
+}  // namespace simd_detail
+
+// The ISA the kernels use now: the best the machine has, within the limit tests may set.
+inline Isa cpu_isa() {
+    return Isa(std::min(int(simd_detail::detected_isa()), simd_detail::isa_limit().load(std::memory_order_relaxed)));
+}
+
+// Tests only: run the kernels of at most this ISA (process-wide).
+inline void limit_isa(Isa max) { simd_detail::isa_limit().store(int(max)); }
+
+// Whether the AVX2+FMA+F16C kernels (or wider) run.
+inline bool cpu_has_avx2() { return cpu_isa() >= Isa::Avx2; }
+
+// Loads 8 consecutive weights of dtype D as floats.
+template <nc_dtype D>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const void* p) {
+    if constexpr (D == NC_DTYPE_F32) {
+        return _mm256_loadu_ps(static_cast<const float*>(p));
+    } else if constexpr (D == NC_DTYPE_F16) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+    } else {
+        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    }
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma,f16c"))) inline float hmax(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// e^x for 8 floats, within 2 ulp of expf for x in [-87.3, 88]; inputs outside are clamped there (e^-87.3 ≈
+// 1e-38 stands for 0, which is what softmax and sigmoid need). Cephes' expf: x = n·ln2 + r with ln2 split in
+// two so r is exact, e^r by a degree-6 polynomial, 2^n through the exponent bits.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33f)), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(e, _mm256_castsi256_ps(bits));
+}
+
+// exp8 on 16 lanes: the same reduction and polynomial, 2^n by vscalefps (so no upper clamp is needed: large
+// inputs overflow to inf as expf does).
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.33f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(e, n);
+}
+
+}  // namespace nc::ops
