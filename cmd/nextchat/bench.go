@@ -28,6 +28,7 @@ type benchmark struct {
 func benchmarks() []benchmark {
 	return []benchmark{
 		{"vision", "CLIP tower + projector on synthetic CLIP-normalized images (MODEL_SPEC §1.2, §1.3)", benchVision},
+		{"llm", "LLaMA prefill, then greedy decode with the KV cache at each --batches size (MODEL_SPEC §1.1)", benchLLM},
 		{"sam", "SAM image encoder, then prompt encoder + mask decoder over --prompts locations (MODEL_SPEC §4, §5)", benchSAM},
 	}
 }
@@ -38,6 +39,9 @@ type benchOptions struct {
 	threads      int
 	images       int
 	prompts      int
+	tokens       int
+	steps        int
+	batches      []int
 	repeat       int
 	probeSeconds float64
 }
@@ -60,6 +64,12 @@ type benchReport struct {
 	Shape          map[string]int `json:"shape"`
 	Date           string         `json:"date"`
 	Stages         []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
+	// Memory-bound stages (LLM decode): bytes read per item and the rate against the read bandwidth measured
+	// in the same run.
+	BytesPerItem       float64 `json:"bytes_per_item,omitempty"`
+	GBPerSecond        float64 `json:"gb_per_second,omitempty"`
+	ReadBandwidthGBps  float64 `json:"read_bandwidth_gb_per_second,omitempty"`
+	PercentOfBandwidth float64 `json:"percent_of_read_bandwidth,omitempty"`
 }
 
 func benchCommand() command {
@@ -79,6 +89,9 @@ func benchCommand() command {
 			fs.IntVar(&o.threads, "threads", 0, "CPU compute threads; 0 = one per hardware thread")
 			fs.IntVar(&o.images, "images", 4, "vision: images per timed run, encoded in one call")
 			fs.IntVar(&o.prompts, "prompts", 8, "sam: locations per mask-decoder call")
+			fs.IntVar(&o.tokens, "prompt-tokens", 128, "llm: prefill length")
+			fs.IntVar(&o.steps, "steps", 8, "llm: decode steps per timed run")
+			fs.IntSliceVar(&o.batches, "batches", []int{1, 4, 16}, "llm: decode batch sizes")
 			fs.IntVar(&o.repeat, "repeat", 3, "timed runs after one warm-up; the fastest is reported")
 			fs.Float64Var(&o.probeSeconds, "probe-seconds", 2, "how long to measure the FMA peak")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
@@ -229,6 +242,10 @@ func writeBench(w io.Writer, r benchReport) error {
 	fmt.Fprintf(tw, "work\t%.2f GFLOP per %s (matrix products)\n", r.FLOPPerItem/1e9, r.Unit)
 	fmt.Fprintf(tw, "achieved\t%.1f GFLOP/s = %.1f%% of the FMA peak (%.1f GFLOP/s measured now, %d threads)\n",
 		r.GFLOPS, r.PercentOfPeak, r.FMAPeakGFLOPS, r.Threads)
+	if r.GBPerSecond > 0 {
+		fmt.Fprintf(tw, "memory\t%.1f GB/s read = %.1f%% of the read bandwidth (%.1f GB/s measured now)\n",
+			r.GBPerSecond, r.PercentOfBandwidth, r.ReadBandwidthGBps)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
