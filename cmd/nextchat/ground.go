@@ -28,6 +28,8 @@ func groundCommand() command {
 			asJSON := fs.Bool("json", false, "print JSON")
 			threads := fs.Int("threads", 0, "CPU threads (0 = all)")
 			outImage := fs.String("out-image", "", "write the image annotated with the boxes (PNG)")
+			withMask := fs.Bool("mask", false, "also segment each expression with SAM (masks as COCO RLE in --json)")
+			iouThreshold := fs.Float64("iou-threshold", 0, "drop masks whose predicted IoU is below this (0 keeps all)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if *model == "" || *image == "" || len(args) == 0 {
 					return usageError("ground needs --model DIR, --image FILE and at least one expression")
@@ -51,6 +53,11 @@ func groundCommand() command {
 				if err != nil {
 					return err
 				}
+				if *withMask {
+					if err := addMasks(eng, img, locs, described, *iouThreshold); err != nil {
+						return err
+					}
+				}
 				if *outImage != "" {
 					if err := writeAnnotated(*outImage, img, described); err != nil {
 						return err
@@ -67,7 +74,11 @@ func groundCommand() command {
 				}
 				for i, l := range described {
 					b := *l.BoxPixel
-					fmt.Fprintf(e.stdout, "[%d] %q: box (pixels) %.1f, %.1f, %.1f, %.1f\n", i, args[i], b[0], b[1], b[2], b[3])
+					fmt.Fprintf(e.stdout, "[%d] %q: box (pixels) %.1f, %.1f, %.1f, %.1f", i, args[i], b[0], b[1], b[2], b[3])
+					if l.IoU != nil {
+						fmt.Fprintf(e.stdout, "  IoU %.3f  mask %d px", *l.IoU, l.MaskArea)
+					}
+					fmt.Fprintln(e.stdout)
 				}
 				return nil
 			}

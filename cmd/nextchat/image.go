@@ -51,7 +51,7 @@ func parseBoxes(specs []string) ([][4]float64, error) {
 func writeAnnotated(path string, img *imageproc.RGB, locs []locationJSON) error {
 	items := make([]annotate.Item, 0, len(locs))
 	for _, l := range locs {
-		items = append(items, annotate.Item{Box: *l.BoxPixelRaw, Label: strconv.Itoa(l.Index)})
+		items = append(items, annotate.Item{Box: *l.BoxPixelRaw, Mask: l.mask, Label: strconv.Itoa(l.Index)})
 	}
 	f, err := os.Create(path)
 	if err != nil {

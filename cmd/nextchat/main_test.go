@@ -176,6 +176,7 @@ func TestRunWithImageAndGround(t *testing.T) {
 		"--out-image", annotated, "Where is the red circle?")
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, out, "[0] box (pixels)")
+	assert.Contains(t, out, "IoU", "SAM ran for the location")
 	assert.FileExists(t, annotated)
 
 	code, out, stderr = runCLI("run", "--model", dir, "--image", image, "--box", "10,5,40,30", "--max-new-tokens", "3", "--json", "What is region [0]?")
@@ -190,13 +191,16 @@ func TestRunWithImageAndGround(t *testing.T) {
 	code, _, _ = runCLI("run", "--model", dir, "--image", "/nonexistent.png", "hi")
 	assert.Equal(t, 1, code)
 
-	code, out, stderr = runCLI("ground", "--model", dir, "--image", image, "--json", "the red circle", "the blue square")
+	code, out, stderr = runCLI("ground", "--model", dir, "--image", image, "--json", "--mask", "the red circle", "the blue square")
 	require.Equal(t, 0, code, stderr)
 	var got []groundJSON
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
 	require.Len(t, got, 2)
 	assert.Equal(t, "the blue square", got[1].Expression)
 	require.NotNil(t, got[0].BoxPixel)
+	require.NotNil(t, got[0].IoU)
+	require.NotNil(t, got[0].MaskRLE, "threshold 0 keeps every mask")
+	assert.Equal(t, [2]int{48, 64}, got[0].MaskRLE.Size)
 	for _, v := range got[0].BoxPixel {
 		assert.True(t, v >= 0 && v <= 64, "clipped to the image: %v", *got[0].BoxPixel)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/engine"
 	"github.com/nextchat/nextchat/internal/imageproc"
+	"github.com/nextchat/nextchat/internal/mask"
 	"github.com/nextchat/nextchat/internal/prompt"
 )
 
@@ -25,7 +26,8 @@ type runFlags struct {
 	lengthPenalty                 float64
 	seed                          uint64
 	stop                          []string
-	asJSON                        bool
+	asJSON, noMask                bool
+	iouThreshold                  float64
 }
 
 func runCommand() command {
@@ -38,7 +40,9 @@ func runCommand() command {
 			fs.StringVar(&f.model, "model", "", "model directory")
 			fs.StringVar(&f.image, "image", "", "image to ask about (JPEG, PNG, GIF, WebP, BMP)")
 			fs.StringArrayVar(&f.boxes, "box", nil, "a region x1,y1,x2,y2 in image pixels, referred to as [0], [1], ... in the question (repeatable)")
-			fs.StringVar(&f.outImage, "out-image", "", "write the image annotated with the answer's boxes (PNG)")
+			fs.StringVar(&f.outImage, "out-image", "", "write the image annotated with the answer's boxes and masks (PNG)")
+			fs.BoolVar(&f.noMask, "no-mask", false, "skip SAM: boxes only")
+			fs.Float64Var(&f.iouThreshold, "iou-threshold", 0.3, "drop masks whose predicted IoU is below this (NExT-Chat's demo: 0.3; 0 keeps all)")
 			fs.StringVar(&f.prefix, "prefix", "", "continue the assistant's answer from this text (e.g. \"Answer: <at>\")")
 			fs.IntVar(&f.maxNew, "max-new-tokens", 512, "most tokens to generate")
 			fs.Float32Var(&f.temperature, "temperature", 0, "sampling temperature; 0 = greedy (docs/SAMPLING.md)")
@@ -122,6 +126,11 @@ func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
 	if err != nil {
 		return err
 	}
+	if req.Image != nil && !f.noMask {
+		if err := addMasks(eng, req.Image, res.Locations, locs, f.iouThreshold); err != nil {
+			return err
+		}
+	}
 	if f.outImage != "" {
 		if err := writeAnnotated(f.outImage, req.Image, locs); err != nil {
 			return err
@@ -133,7 +142,14 @@ func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
 	fmt.Fprintln(e.stdout)
 	for _, l := range locs {
 		if l.BoxPixel != nil {
-			fmt.Fprintf(e.stdout, "[%d] box (pixels) %.1f, %.1f, %.1f, %.1f\n", l.Index, l.BoxPixel[0], l.BoxPixel[1], l.BoxPixel[2], l.BoxPixel[3])
+			fmt.Fprintf(e.stdout, "[%d] box (pixels) %.1f, %.1f, %.1f, %.1f", l.Index, l.BoxPixel[0], l.BoxPixel[1], l.BoxPixel[2], l.BoxPixel[3])
+			if l.IoU != nil {
+				fmt.Fprintf(e.stdout, "  IoU %.3f  mask %d px", *l.IoU, l.MaskArea)
+				if l.mask == nil {
+					fmt.Fprint(e.stdout, " (dropped: IoU below threshold)")
+				}
+			}
+			fmt.Fprintln(e.stdout)
 		} else {
 			fmt.Fprintf(e.stdout, "[%d] box (normalized xyxy) %s\n", l.Index, formatBox(l.Box))
 		}
@@ -160,6 +176,29 @@ type locationJSON struct {
 	Box         [4]float32  `json:"box"`                    // normalized xyxy in the expand2square frame, raw
 	BoxPixel    *[4]float64 `json:"box_pixel,omitempty"`     // original image pixels, clipped to the image
 	BoxPixelRaw *[4]float64 `json:"box_pixel_raw,omitempty"` // unclipped (MODEL_SPEC §3: the model does not clamp)
+	IoU         *float32    `json:"iou,omitempty"`           // SAM's predicted IoU
+	MaskArea    int         `json:"mask_area,omitempty"`     // pixels, 0 when the mask was dropped
+	MaskRLE     *mask.RLE   `json:"mask_rle,omitempty"`      // COCO RLE in the original image size
+	mask        *mask.Mask
+}
+
+// addMasks segments the locations and attaches each mask (dropped below the IoU threshold, as the demo does).
+func addMasks(eng *engine.Engine, img *imageproc.RGB, locs []engine.Location, out []locationJSON, threshold float64) error {
+	segs, err := eng.Segment(img, locs)
+	if err != nil {
+		return err
+	}
+	for i, s := range segs {
+		iou := s.IoU
+		out[i].IoU = &iou
+		if threshold > 0 && float64(s.IoU) < threshold {
+			continue
+		}
+		m := s.Mask
+		rle := mask.Encode(m)
+		out[i].mask, out[i].MaskRLE, out[i].MaskArea = &m, &rle, m.Area()
+	}
+	return nil
 }
 
 // describeLocations maps every location to pixels when there is an image.

@@ -39,7 +39,10 @@ type Engine struct {
 	Tok   *tokenizer.Tokenizer
 	cache  *bindings.Cache
 	mu     sync.Mutex
-	images featureCache
+	images featureCache // CLIP features by image content
+	// SAM image embeddings by image content: the encoder runs once per image, and only for answers with
+	// locations (ARCHITECTURE "Memory and scheduling").
+	samImages featureCache
 }
 
 // Open loads a model directory and allocates its KV cache.

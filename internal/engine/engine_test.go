@@ -330,6 +330,26 @@ func TestEndToEndFromImageFiles(t *testing.T) {
 					assert.InDelta(t, g["gen.boxes_pixel"].F32[4*i+j], raw[j], 1e-2, "pixel box %d", i)
 				}
 			}
+			// Masks from the image file through SAM's preprocessing, encoder and decoder (§4): IoU ≥ 0.999 with
+			// the reference's binary masks, predicted IoU within 1e-4.
+			segs, err := e.Segment(img, res.Locations)
+			require.NoError(t, err)
+			for i, s := range segs {
+				want := g["sam.masks"].U8[i*img.W*img.H : (i+1)*img.W*img.H]
+				inter, union := 0, 0
+				for p, b := range s.Mask.Bits {
+					if b != 0 && want[p] != 0 {
+						inter++
+					}
+					if b != 0 || want[p] != 0 {
+						union++
+					}
+				}
+				if union > 0 {
+					assert.GreaterOrEqual(t, float64(inter)/float64(union), 0.999, "mask %d", i)
+				}
+				assert.InDelta(t, g["sam.iou"].F32[i], s.IoU, 1e-4, "IoU %d", i)
+			}
 		})
 	}
 }
