@@ -12,7 +12,7 @@ DEMO_DIR    ?= out/demo-tiny
 # makes every change to it rebuild the bindings instead of linking stale ones.
 export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations -DNC_HEADER_SHA=$(shell sha256sum csrc/include/nextchat.h | cut -c1-16)
 
-.PHONY: all help deps lib test test-cpp test-go test-asan bench cuda-check demo fuzz clean goldens goldens-verify ref-venv
+.PHONY: all help deps lib test test-cpp test-go test-asan bench bench-compare cuda-check demo fuzz clean goldens goldens-verify ref-venv
 
 all: lib bin/nextchat
 
@@ -22,6 +22,7 @@ help:
 	@echo "make test       C++ tests (ctest), then go test -race -count=1 ./..."
 	@echo "make test-asan  C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion)"
+	@echo "make bench-compare BENCH_MODEL=DIR  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
 	@echo "make fuzz       run the safetensors header fuzzer for FUZZTIME (default 60s)"
 	@echo "make goldens    regenerate every golden with the PyTorch reference (venv REF_VENV=$(REF_VENV))"
@@ -55,6 +56,11 @@ test-asan:
 
 bench: lib
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
+
+BENCH_MODEL ?= out/bench-small
+bench-compare: all ref-venv
+	@test -d $(BENCH_MODEL) || bin/nextchat gen --config small --dtype bf16 --seed 5 --out $(BENCH_MODEL)
+	$(REF_PY) tools/reference/bench_compare.py $(BENCH_MODEL) 2
 
 cuda-check:
 	@test -x "$(CUDA_ROOT)/bin/nvcc" || { echo "no nvcc under CUDA_ROOT=$(CUDA_ROOT); run: CUDA_ROOT=\$$(bash .ci/install-cuda.sh | tail -1)"; exit 1; }
