@@ -245,12 +245,7 @@ class CpuOps final : public Ops {
     }
 
     void kv_write(const KVSeqView& kv, int64_t start, int64_t rows, const float* k, const float* v) override {
-        for (int64_t r = 0; r < rows; ++r) {
-            for (int32_t h = 0; h < kv.kv_heads; ++h) {
-                kv.store(kv.row(0, start + r, h), k + (r * kv.kv_heads + h) * kv.head_dim);
-                kv.store(kv.row(1, start + r, h), v + (r * kv.kv_heads + h) * kv.head_dim);
-            }
-        }
+        kv.write(start, rows, k, v);
     }
 
     void attention(const float* q, int64_t rows, int32_t heads, int64_t start, const KVSeqView& kv,

@@ -39,6 +39,17 @@ struct KVSeqView {
         for (int32_t i = 0; i < head_dim; ++i) out[i] = dtype == NC_DTYPE_BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
     }
 
+    // Writes k, v [rows, kv_heads, head_dim] at positions [start, start + rows) (a copy with dtype conversion:
+    // the same for every CPU backend).
+    void write(int64_t start, int64_t rows, const float* k, const float* v) const {
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int32_t h = 0; h < kv_heads; ++h) {
+                store(row(0, start + r, h), k + (r * kv_heads + h) * head_dim);
+                store(row(1, start + r, h), v + (r * kv_heads + h) * head_dim);
+            }
+        }
+    }
+
     // Loads head_dim floats from src (a row()).
     void load(const void* src, float* dst) const {
         if (dtype == NC_DTYPE_F32) {
