@@ -74,9 +74,9 @@ void VisionTower::forward(ops::Ops& ops, const float* pixels, int64_t n, float* 
     for (const Layer& L : layers_) {
         // x += out_proj(attention(q, k, v)) of layer_norm1(x); every image attends over its own T tokens.
         ops.layer_norm(x, R, L.norm1_w, L.norm1_b, eps_, h);
-        ops.linear(h, R, L.q_w, &L.q_b, q_.data());
-        ops.linear(h, R, L.k_w, &L.k_b, k_.data());
-        ops.linear(h, R, L.v_w, &L.v_b, v_.data());
+        const ops::LinearOut qkv[3] = {{&L.q_w, &L.q_b, q_.data()}, {&L.k_w, &L.k_b, k_.data()},
+                                       {&L.v_w, &L.v_b, v_.data()}};
+        ops.linears(h, R, qkv, 3);
         ops.attention(q_.data(), k_.data(), v_.data(), n, T, T, heads_, head_dim, 1.0f / std::sqrt(float(head_dim)),
                       nullptr, attn_.data());
         ops.linear(attn_.data(), R, L.out_w, &L.out_b, h);

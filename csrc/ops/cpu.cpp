@@ -222,6 +222,11 @@ class CpuOps final : public Ops {
         pool_.parallel_for(w.rows, kOutTile, [&](int64_t o0, int64_t o1) { linear_block(x, 0, rows, w, o0, o1, y); });
     }
 
+    void linears(const float* x, int64_t rows, const LinearOut* outs, int32_t n) override {
+        if (rows > kDecodeRows) return gemm_linears(pool_, x, rows, outs, n);
+        for (int32_t i = 0; i < n; ++i) linear(x, rows, *outs[i].w, outs[i].bias, outs[i].y);
+    }
+
     void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
               float theta) override {
         const int32_t half = head_dim / 2;

@@ -300,15 +300,27 @@ void pack_cols(const float* src, int64_t ld, int64_t kdim, int64_t n, int W, flo
 
 // ---- linear ---------------------------------------------------------------------------------------------
 
-// y = x·Wᵀ + init. x is packed once into A panels for every k-block (split over threads); then the threads share
-// the outputs — by output blocks when there are enough of them (each weight block is packed once and used by every
-// row), by rows for narrow outputs (each thread packs the small weights itself). Per thread: output block (NC) →
-// k-block (KC) → packed weights (L2) → A panel (L1) → B panels. The first k-block writes y, the others add to it.
+// One output of a fused linear: its weight [N, K], its bias padded to whole tiles (init), its y [M, N], and where its
+// outputs start in the concatenation that threads split (offsets are whole tiles apart).
+struct LinearPart {
+    const void* w;
+    int64_t N;
+    const float* init;
+    float* y;
+    int64_t offset;
+};
+
+// y = x·Wᵀ + init for every part. x is packed once into A panels for every k-block (split over threads); then the
+// threads share the concatenated outputs — by output blocks when there are enough of them (each weight block is
+// packed once and used by every row), by rows for narrow outputs (each thread packs the small weights itself).
+// Per thread: output block (NC) → k-block (KC) → packed weights (L2) → A panel (L1) → B panels. The first
+// k-block writes y, the others add to it.
 template <Isa I, nc_dtype D>
-void linear_impl(ThreadPool& pool, const float* x, int64_t M, const Weight& w, const float* init, float* y) {
+void linear_impl(ThreadPool& pool, const float* x, int64_t M, int64_t K, const std::vector<LinearPart>& parts,
+                 int64_t N_total) {
     constexpr int MR = Tile<I>::MR, NR = Tile<I>::NR;
     constexpr int64_t KC = Tile<I>::KC, NC = Tile<I>::NC;
-    const int64_t K = w.cols, N = w.rows, panels = ceil_div(M, MR);
+    const int64_t panels = ceil_div(M, MR);
     // Allocated per call, uninitialized: a thread-local buffer this size would stay behind in every thread that
     // ever called (Go runs calls on many OS threads); after the first call the allocator serves it from the heap
     // without faulting pages in again.
@@ -324,35 +336,40 @@ void linear_impl(ThreadPool& pool, const float* x, int64_t M, const Weight& w, c
     auto compute = [&](int64_t p0, int64_t p1, int64_t n0, int64_t n1) {
         thread_local AlignedBuffer b_scratch;  // NC × KC floats per thread
         float* bp = b_scratch.get(size_t(NC * KC));
-        for (int64_t jc = n0; jc < n1; jc += NC) {
-            const int64_t nb = std::min(NC, n1 - jc);
-            for (int64_t pc = 0; pc < K; pc += KC) {
-                const int64_t kc = std::min(KC, K - pc);
-                const float* ak = ap + panels * MR * pc;
-                pack_rows<I, D>(w.data, K, jc, nb, pc, kc, NR, bp);
-                for (int64_t p = p0; p < p1; ++p) {
-                    const int rows = int(std::min<int64_t>(MR, M - p * MR));
-                    for (int64_t jr = 0; jr < nb; jr += NR) {
-                        Tile<I>::run(ak + p * MR * kc, bp + jr * kc, kc, y + p * MR * N + jc + jr, N, rows,
-                                     int(std::min<int64_t>(NR, nb - jr)), init + jc + jr, pc > 0);
+        for (const LinearPart& part : parts) {
+            const int64_t N = part.N, o0 = std::max(n0, part.offset) - part.offset;
+            const int64_t o1 = std::min(n1 - part.offset, N);
+            for (int64_t jc = o0; jc < o1; jc += NC) {
+                const int64_t nb = std::min(NC, o1 - jc);
+                for (int64_t pc = 0; pc < K; pc += KC) {
+                    const int64_t kc = std::min(KC, K - pc);
+                    const float* ak = ap + panels * MR * pc;
+                    pack_rows<I, D>(part.w, K, jc, nb, pc, kc, NR, bp);
+                    for (int64_t p = p0; p < p1; ++p) {
+                        const int rows = int(std::min<int64_t>(MR, M - p * MR));
+                        for (int64_t jr = 0; jr < nb; jr += NR) {
+                            Tile<I>::run(ak + p * MR * kc, bp + jr * kc, kc, part.y + p * MR * N + jc + jr, N, rows,
+                                         int(std::min<int64_t>(NR, nb - jr)), part.init + jc + jr, pc > 0);
+                        }
                     }
                 }
             }
         }
     };
-    if (ceil_div(N, NR) >= 2 * int64_t(pool.size())) {
-        pool.parallel_for(N, NR, [&](int64_t n0, int64_t n1) { compute(0, panels, n0, n1); });
+    if (ceil_div(N_total, NR) >= 2 * int64_t(pool.size())) {
+        pool.parallel_for(N_total, NR, [&](int64_t n0, int64_t n1) { compute(0, panels, n0, n1); });
     } else {
-        pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1) { compute(p0, p1, 0, N); });
+        pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1) { compute(p0, p1, 0, N_total); });
     }
 }
 
 template <Isa I>
-void linear_dtype(ThreadPool& pool, const float* x, int64_t M, const Weight& w, const float* init, float* y) {
-    switch (w.dtype) {
-        case NC_DTYPE_F32: return linear_impl<I, NC_DTYPE_F32>(pool, x, M, w, init, y);
-        case NC_DTYPE_F16: return linear_impl<I, NC_DTYPE_F16>(pool, x, M, w, init, y);
-        case NC_DTYPE_BF16: return linear_impl<I, NC_DTYPE_BF16>(pool, x, M, w, init, y);
+void linear_dtype(ThreadPool& pool, nc_dtype dtype, const float* x, int64_t M, int64_t K,
+                  const std::vector<LinearPart>& parts, int64_t N_total) {
+    switch (dtype) {
+        case NC_DTYPE_F32: return linear_impl<I, NC_DTYPE_F32>(pool, x, M, K, parts, N_total);
+        case NC_DTYPE_F16: return linear_impl<I, NC_DTYPE_F16>(pool, x, M, K, parts, N_total);
+        case NC_DTYPE_BF16: return linear_impl<I, NC_DTYPE_BF16>(pool, x, M, K, parts, N_total);
     }
 }
 
@@ -484,15 +501,38 @@ void attention_range(const AttentionArgs& a, uint64_t call, int64_t job0, int64_
 }  // namespace
 
 void gemm_linear(ThreadPool& pool, const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y) {
-    const int64_t N = w.rows;
-    std::vector<float> init(size_t(round_up(N, 32)), 0.0f);  // the bias, padded for whole-tile reads
-    if (bias) {
-        for (int64_t o = 0; o < N; ++o) init[size_t(o)] = weight_at(*bias, o);
+    const LinearOut out{&w, bias, y};
+    gemm_linears(pool, x, rows, &out, 1);
+}
+
+void gemm_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
+    if (n <= 0) return;
+    const Weight& first = *outs[0].w;
+    for (int32_t i = 1; i < n; ++i) {
+        if (outs[i].w->dtype != first.dtype || outs[i].w->cols != first.cols) {  // not one packing: one at a time
+            for (int32_t j = 0; j < n; ++j) gemm_linears(pool, x, rows, outs + j, 1);
+            return;
+        }
+    }
+    // The biases padded to whole tiles (the widest, AVX-512's 32 outputs), concatenated like the outputs.
+    int64_t N_total = 0;
+    for (int32_t i = 0; i < n; ++i) N_total += round_up(outs[i].w->rows, 32);
+    std::vector<float> init(size_t(N_total), 0.0f);
+    std::vector<LinearPart> parts;
+    int64_t offset = 0;
+    for (int32_t i = 0; i < n; ++i) {
+        const LinearOut& o = outs[i];
+        float* b = init.data() + offset;
+        if (o.bias) {
+            for (int64_t j = 0; j < o.w->rows; ++j) b[j] = weight_at(*o.bias, j);
+        }
+        parts.push_back(LinearPart{o.w->data, o.w->rows, b, o.y, offset});
+        offset += round_up(o.w->rows, 32);
     }
     switch (cpu_isa()) {
-        case Isa::Avx512: return linear_dtype<Isa::Avx512>(pool, x, rows, w, init.data(), y);
-        case Isa::Avx2: return linear_dtype<Isa::Avx2>(pool, x, rows, w, init.data(), y);
-        case Isa::Portable: return linear_dtype<Isa::Portable>(pool, x, rows, w, init.data(), y);
+        case Isa::Avx512: return linear_dtype<Isa::Avx512>(pool, first.dtype, x, rows, first.cols, parts, N_total);
+        case Isa::Avx2: return linear_dtype<Isa::Avx2>(pool, first.dtype, x, rows, first.cols, parts, N_total);
+        case Isa::Portable: return linear_dtype<Isa::Portable>(pool, first.dtype, x, rows, first.cols, parts, N_total);
     }
 }
 

@@ -15,6 +15,9 @@ namespace nc::ops {
 // y [rows, w.rows] = x [rows, w.cols] · Wᵀ (+ bias) — Ops::linear for rows well above the decode regime.
 void gemm_linear(ThreadPool& pool, const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y);
 
+// Ops::linears: x packed once for all the outputs when their weights share dtype and width.
+void gemm_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n);
+
 // Ops::attention (non-causal, batched, optional score bias).
 void gemm_attention(ThreadPool& pool, const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows,
                     int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out);

@@ -181,15 +181,23 @@ __attribute__((target("avx2,fma,f16c"))) void softmax_row_avx2(float* row, int64
     std::copy(tail, tail + rest, row + whole);
 }
 
-// A row of at most 16 values in one masked vector (the decoder's per-head rows of 11 prompt tokens); lanes past
-// the row stay zero throughout.
-__attribute__((target("avx512f,avx2,fma,f16c"))) void softmax_short_row_avx512(float* row, int64_t n) {
+// Rows of at most 16 values, one masked vector each (the decoder's per-head rows of 11 prompt tokens); lanes past
+// a row stay zero throughout. Results go to a small buffer first and are copied back: a masked load of the next
+// row right after a masked store to the same cache line would wait for the store.
+__attribute__((target("avx512f,avx2,fma,f16c"))) void softmax_short_rows_avx512(float* x, int64_t rows, int64_t n) {
+    constexpr int64_t kBatch = 64;
+    alignas(64) float out[kBatch * 16];
     const __mmask16 k = __mmask16((1u << n) - 1u);
-    const __m512 v = _mm512_maskz_loadu_ps(k, row);
-    const __m512 m = _mm512_set1_ps(_mm512_mask_reduce_max_ps(k, v));
-    const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_maskz_sub_ps(k, v, m)));
-    const float sum = _mm512_reduce_add_ps(e);
-    _mm512_mask_storeu_ps(row, k, _mm512_mul_ps(e, _mm512_set1_ps(1.0f / sum)));
+    for (int64_t r0 = 0; r0 < rows; r0 += kBatch) {
+        const int64_t count = std::min(kBatch, rows - r0);
+        for (int64_t r = 0; r < count; ++r) {
+            const __m512 v = _mm512_maskz_loadu_ps(k, x + (r0 + r) * n);
+            const __m512 m = _mm512_set1_ps(_mm512_mask_reduce_max_ps(k, v));
+            const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_maskz_sub_ps(k, v, m)));
+            _mm512_mask_storeu_ps(out + r * n, k, _mm512_mul_ps(e, _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(e))));
+        }
+        std::copy(out, out + count * n, x + r0 * n);
+    }
 }
 
 void softmax_row_portable(float* row, int64_t n) {
@@ -346,10 +354,9 @@ void transpose(ThreadPool& pool, const float* x, int64_t batch, int64_t rows, in
 void softmax(ThreadPool& pool, float* x, int64_t rows, int64_t cols) {
     const bool avx2 = cpu_has_avx2(), short_rows = cpu_isa() == Isa::Avx512 && cols <= 16;
     pool.parallel_for(rows, std::max<int64_t>(1, 4096 / cols), [&](int64_t a, int64_t b) {
+        if (short_rows) return softmax_short_rows_avx512(x + a * cols, b - a, cols);
         for (int64_t r = a; r < b; ++r) {
-            if (short_rows) {
-                softmax_short_row_avx512(x + r * cols, cols);
-            } else if (avx2) {
+            if (avx2) {
                 softmax_row_avx2(x + r * cols, cols);
             } else {
                 softmax_row_portable(x + r * cols, cols);

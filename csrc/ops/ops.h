@@ -36,6 +36,13 @@ class ScoreBias {
     }
 };
 
+// One output of Ops::linears: y [rows, w->rows] = x · wᵀ (+ bias, which may be null).
+struct LinearOut {
+    const Weight* w;
+    const Weight* bias;
+    float* y;
+};
+
 class Ops {
   public:
     virtual ~Ops() = default;
@@ -49,6 +56,10 @@ class Ops {
 
     // y[r, o] = Σ_k x[r, k] · W[o, k] (+ bias[o]);  x [rows, W.cols], y [rows, W.rows]. bias may be null.
     virtual void linear(const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y) = 0;
+
+    // linear() for n weights of the same input width that read the same x (q, k and v of a layer): one call, so
+    // that a backend prepares x once and shares the work of all the outputs.
+    virtual void linears(const float* x, int64_t rows, const LinearOut* outs, int32_t n) = 0;
 
     // Rotate-half RoPE in place on x [rows, heads, head_dim] at the given positions (GPT-NeoX convention, §1.1).
     virtual void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,

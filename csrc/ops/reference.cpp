@@ -41,6 +41,10 @@ class ReferenceOps final : public Ops {
         }
     }
 
+    void linears(const float* x, int64_t rows, const LinearOut* outs, int32_t n) override {
+        for (int32_t i = 0; i < n; ++i) linear(x, rows, *outs[i].w, outs[i].bias, outs[i].y);
+    }
+
     void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
               float theta) override {
         const int32_t half = head_dim / 2;

@@ -58,6 +58,33 @@ TEST_P(VisionOps, LinearManyRows) {
     }
 }
 
+// Several weights over one x: every output as linear() gives it, across output blocks that straddle the weights;
+// a weight of another dtype (not packed together) too.
+TEST_P(VisionOps, LinearsShareTheInput) {
+    for (auto [rows, mixed] : std::vector<std::pair<int64_t, bool>>{{5, false}, {40, false}, {40, true}}) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + (mixed ? ", mixed dtypes" : ""));
+        const int64_t in = 70;
+        const std::vector<int64_t> widths = {33, 64, 7};
+        std::vector<StoredWeight> ws, bs;
+        for (size_t i = 0; i < widths.size(); ++i) {
+            const nc_dtype dtype = mixed && i == 2 ? NC_DTYPE_F16 : NC_DTYPE_BF16;
+            ws.emplace_back(random_floats(size_t(widths[i] * in), 40 + uint32_t(i)), dtype, widths[i], in);
+            bs.emplace_back(random_floats(size_t(widths[i]), 50 + uint32_t(i)), dtype, 1, widths[i]);
+        }
+        const auto x = random_floats(size_t(rows * in), 60);
+        std::vector<std::vector<float>> want, got;
+        std::vector<nc::ops::LinearOut> outs;
+        for (size_t i = 0; i < widths.size(); ++i) {
+            want.push_back(poisoned(size_t(rows * widths[i])));
+            got.push_back(poisoned(size_t(rows * widths[i])));
+            ref->linear(x.data(), rows, ws[i].w, i == 1 ? nullptr : &bs[i].w, want[i].data());
+            outs.push_back({&ws[i].w, i == 1 ? nullptr : &bs[i].w, got[i].data()});
+        }
+        cpu->linears(x.data(), rows, outs.data(), int32_t(outs.size()));
+        for (size_t i = 0; i < widths.size(); ++i) EXPECT_LT(nmse(got[i], want[i]), 1e-10) << "output " << i;
+    }
+}
+
 TEST_P(VisionOps, LayerNorm) {
     for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_BF16}) {
         for (auto [rows, dim] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {5, 7}, {9, 1023}, {3, 1024}}) {
