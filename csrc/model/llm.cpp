@@ -61,9 +61,8 @@ void Llm::forward(ops::Ops& ops, KVCache& cache, const std::vector<LlmSegment>& 
         const Layer& L = layers_[l];
         // Attention block: x += o_proj(attention(rope(q), rope(k), v)) on the normed input.
         ops.rms_norm(x, T, L.attn_norm, eps_, h);
-        ops.linear(h, T, L.q, nullptr, q);
-        ops.linear(h, T, L.k, nullptr, k);
-        ops.linear(h, T, L.v, nullptr, v);
+        const ops::LinearOut qkv[3] = {{&L.q, nullptr, q}, {&L.k, nullptr, k}, {&L.v, nullptr, v}};
+        ops.linears(h, T, qkv, 3);
         ops.rope(q, T, heads_, head_dim_, pos, theta_);
         ops.rope(k, T, kv_heads_, head_dim_, pos, theta_);
         for (const LlmSegment& s : segments) {
@@ -75,8 +74,8 @@ void Llm::forward(ops::Ops& ops, KVCache& cache, const std::vector<LlmSegment>& 
         ops.add(x, h, T * H);
         // MLP block: x += down(silu(gate(h)) * up(h)).
         ops.rms_norm(x, T, L.mlp_norm, eps_, h);
-        ops.linear(h, T, L.gate, nullptr, gate);
-        ops.linear(h, T, L.up, nullptr, up);
+        const ops::LinearOut gate_up[2] = {{&L.gate, nullptr, gate}, {&L.up, nullptr, up}};
+        ops.linears(h, T, gate_up, 2);
         ops.silu_mul(gate, up, T * intermediate_);
         ops.linear(gate, T, L.down, nullptr, h);
         ops.add(x, h, T * H);

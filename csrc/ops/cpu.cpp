@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ops/cpu_gemm.h"
+#include "ops/cpu_gemv.h"
 #include "ops/cpu_sam.h"
 #include "ops/cpu_simd.h"
 #include "ops/ops.h"
@@ -16,91 +17,6 @@
 namespace nc::ops {
 
 namespace {
-
-// ---- linear: few rows (decode) ----------------------------------------------------------------------
-
-constexpr int kRowTile = 3;  // x rows per micro-tile
-constexpr int kOutTile = 4;  // outputs per micro-tile: 3×4 accumulators + 3 x + 1 w = 16 ymm registers
-
-// y[r, o] += dot(x[r, :K], W[o, :K]) for R rows (≤ 3) and O outputs (≤ 4) starting at x, W rows w[0..O).
-template <nc_dtype D, int R, int O>
-__attribute__((target("avx2,fma,f16c"))) void micro_tile(const float* x, int64_t ldx, const char* const* w, int64_t K,
-                                                          float* y, int64_t ldy) {
-    constexpr int64_t esize = D == NC_DTYPE_F32 ? 4 : 2;
-    __m256 acc[R][O];
-    for (int r = 0; r < R; ++r)
-        for (int o = 0; o < O; ++o) acc[r][o] = _mm256_setzero_ps();
-    int64_t k = 0;
-    for (; k + 8 <= K; k += 8) {
-        __m256 xv[R];
-        for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + k);
-        for (int o = 0; o < O; ++o) {
-            const __m256 wv = load8<D>(w[o] + k * esize);
-            for (int r = 0; r < R; ++r) acc[r][o] = _mm256_fmadd_ps(xv[r], wv, acc[r][o]);
-        }
-    }
-    for (int r = 0; r < R; ++r) {
-        for (int o = 0; o < O; ++o) {
-            float s = hsum(acc[r][o]);
-            for (int64_t kk = k; kk < K; ++kk) {
-                s += x[r * ldx + kk] * weight_at(Weight{D, w[o], 1, K}, kk);
-            }
-            y[r * ldy + o] += s;
-        }
-    }
-}
-
-template <nc_dtype D, int R>
-__attribute__((target("avx2,fma,f16c"))) void row_tile(const float* x, int64_t ldx, const char* const* w, int outs,
-                                                        int64_t K, float* y, int64_t ldy) {
-    switch (outs) {
-        case 4: micro_tile<D, R, 4>(x, ldx, w, K, y, ldy); break;
-        case 3: micro_tile<D, R, 3>(x, ldx, w, K, y, ldy); break;
-        case 2: micro_tile<D, R, 2>(x, ldx, w, K, y, ldy); break;
-        default: micro_tile<D, R, 1>(x, ldx, w, K, y, ldy); break;
-    }
-}
-
-// Outputs [o0, o1) for rows [r0, r1): y must hold the bias (or zero) already.
-template <nc_dtype D>
-__attribute__((target("avx2,fma,f16c"))) void linear_avx2(const float* x, int64_t r0, int64_t r1, const Weight& w,
-                                                           int64_t o0, int64_t o1, float* y) {
-    const int64_t K = w.cols, esize = D == NC_DTYPE_F32 ? 4 : 2;
-    const char* base = static_cast<const char*>(w.data);
-    for (int64_t o = o0; o < o1; o += kOutTile) {
-        const int outs = int(std::min<int64_t>(kOutTile, o1 - o));
-        const char* rows[kOutTile];
-        for (int i = 0; i < outs; ++i) rows[i] = base + (o + i) * K * esize;
-        int64_t r = r0;
-        for (; r + kRowTile <= r1; r += kRowTile) row_tile<D, kRowTile>(x + r * K, K, rows, outs, K, y + r * w.rows + o, w.rows);
-        if (r1 - r == 2) row_tile<D, 2>(x + r * K, K, rows, outs, K, y + r * w.rows + o, w.rows);
-        if (r1 - r == 1) row_tile<D, 1>(x + r * K, K, rows, outs, K, y + r * w.rows + o, w.rows);
-    }
-}
-
-void linear_portable(const float* x, int64_t r0, int64_t r1, const Weight& w, int64_t o0, int64_t o1, float* y) {
-    for (int64_t r = r0; r < r1; ++r) {
-        for (int64_t o = o0; o < o1; ++o) {
-            float acc = 0;
-            for (int64_t k = 0; k < w.cols; ++k) acc += x[r * w.cols + k] * weight_at(w, o * w.cols + k);
-            y[r * w.rows + o] += acc;
-        }
-    }
-}
-
-void linear_block(const float* x, int64_t r0, int64_t r1, const Weight& w, int64_t o0, int64_t o1, float* y) {
-    if (!cpu_has_avx2()) return linear_portable(x, r0, r1, w, o0, o1, y);
-    switch (w.dtype) {
-        case NC_DTYPE_F32: return linear_avx2<NC_DTYPE_F32>(x, r0, r1, w, o0, o1, y);
-        case NC_DTYPE_F16: return linear_avx2<NC_DTYPE_F16>(x, r0, r1, w, o0, o1, y);
-        case NC_DTYPE_BF16: return linear_avx2<NC_DTYPE_BF16>(x, r0, r1, w, o0, o1, y);
-    }
-}
-
-// Up to this many rows linear streams the weights once, as dot products (decode: memory-bound); above it the
-// packed GEMM of cpu_gemm.cpp (CLIP, prefill). 16 is the measured crossover (4096×11008 bf16 on 2 cores: 9 rows
-// 6.8 ms dot vs 8.7 ms GEMM, 16 rows 11.3 vs 11.9, 24 rows 15.7 vs 12.0).
-constexpr int64_t kDecodeRows = 16;
 
 // ---- vision elementwise kernels -----------------------------------------------------------------------------
 
@@ -211,20 +127,13 @@ class CpuOps final : public Ops {
     }
 
     void linear(const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y) override {
-        if (rows > kDecodeRows) return gemm_linear(pool_, x, rows, w, bias, y);
-        for (int64_t r = 0; r < rows; ++r) {
-            if (bias) {
-                convert_row(*bias, 0, w.rows, y + r * w.rows);
-            } else {
-                std::fill(y + r * w.rows, y + (r + 1) * w.rows, 0.0f);
-            }
-        }
-        pool_.parallel_for(w.rows, kOutTile, [&](int64_t o0, int64_t o1) { linear_block(x, 0, rows, w, o0, o1, y); });
+        const LinearOut out{&w, bias, y};
+        linears(x, rows, &out, 1);
     }
 
     void linears(const float* x, int64_t rows, const LinearOut* outs, int32_t n) override {
-        if (rows > kDecodeRows) return gemm_linears(pool_, x, rows, outs, n);
-        for (int32_t i = 0; i < n; ++i) linear(x, rows, *outs[i].w, outs[i].bias, outs[i].y);
+        if (rows > kGemvMaxRows) return gemm_linears(pool_, x, rows, outs, n);
+        gemv_linears(pool_, x, rows, outs, n);
     }
 
     void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
@@ -397,10 +306,6 @@ class CpuOps final : public Ops {
     void softmax(float* x, int64_t rows, int64_t cols) override { cpu_sam::softmax(pool_, x, rows, cols); }
 
   private:
-    static void convert_row(const Weight& w, int64_t first, int64_t n, float* out) {
-        for (int64_t i = 0; i < n; ++i) out[i] = weight_at(w, first + i);
-    }
-
     // Per-thread scratch of at least n floats, reused across calls.
     static std::vector<float>& scratch(size_t n) {
         thread_local std::vector<float> buf;

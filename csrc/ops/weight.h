@@ -38,4 +38,9 @@ inline float weight_at(const Weight& w, int64_t i) {
     return 0.0f;
 }
 
+// Elements [first, first + n) of a weight as floats.
+inline void convert_row(const Weight& w, int64_t first, int64_t n, float* out) {
+    for (int64_t i = 0; i < n; ++i) out[i] = weight_at(w, first + i);
+}
+
 }  // namespace nc::ops

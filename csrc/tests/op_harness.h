@@ -6,9 +6,14 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <memory>
+#include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "ops/convert.h"
+#include "ops/cpu_simd.h"
 #include "ops/ops.h"
 
 namespace nc_test {
@@ -54,5 +59,25 @@ inline double nmse(const std::vector<float>& got, const std::vector<float>& want
 }
 
 inline std::vector<float> poisoned(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
+
+// A test run once per kernel ISA (AVX-512, AVX2, the portable loops), skipped where the CPU lacks it: the CPU ops
+// (with more threads than cores, so that work splits unevenly) against the reference ops.
+class PerIsa : public testing::TestWithParam<nc::ops::Isa> {
+  protected:
+    void SetUp() override {
+        nc::ops::limit_isa(GetParam());
+        if (nc::ops::cpu_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks the ISA";
+    }
+    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Avx512); }
+
+    std::unique_ptr<nc::ops::Ops> ref = nc::ops::make_reference_ops();
+    std::unique_ptr<nc::ops::Ops> cpu = nc::ops::make_cpu_ops(3);
+};
+
+inline const auto kAllIsas = testing::Values(nc::ops::Isa::Avx512, nc::ops::Isa::Avx2, nc::ops::Isa::Portable);
+
+inline std::string isa_name(const testing::TestParamInfo<nc::ops::Isa>& i) {
+    return i.param == nc::ops::Isa::Avx512 ? "Avx512" : i.param == nc::ops::Isa::Avx2 ? "Avx2" : "Portable";
+}
 
 }  // namespace nc_test

@@ -5,6 +5,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -28,20 +29,58 @@ class OpHarness : public testing::TestWithParam<nc_dtype> {
     std::unique_ptr<Ops> cpu = nc::ops::make_cpu_ops(3);  // more threads than cores: uneven splits
 };
 
-TEST_P(OpHarness, Linear) {
-    for (auto [rows, in, out, with_bias] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
-             {1, 1, 1, false}, {1, 7, 5, true}, {2, 9, 3, false}, {3, 64, 17, true}, {5, 127, 33, true},
-             {7, 129, 4, false}, {26, 100, 37, true}, {49, 33, 65, false}}) {
-        SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out));
-        StoredWeight w(random_floats(size_t(in * out), 1), GetParam(), out, in);
-        StoredWeight b(random_floats(size_t(out), 2), GetParam(), 1, out);
-        const auto x = random_floats(size_t(rows * in), 3);
-        auto want = poisoned(size_t(rows * out)), got = poisoned(size_t(rows * out));
-        ref->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, want.data());
-        cpu->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, got.data());
-        EXPECT_LT(nmse(got, want), 1e-10);
+// Few rows (the decode regime): every remainder of the row and output tiles, input widths around the 8- and
+// 32-wide steps (tails), every weight dtype, each kernel ISA.
+class DecodeLinear : public nc_test::PerIsa {};
+
+TEST_P(DecodeLinear, MatchesReference) {
+    for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16}) {
+        for (auto [rows, in, out, with_bias] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
+                 {1, 1, 1, false}, {1, 7, 5, true}, {2, 9, 3, false}, {3, 64, 17, true}, {5, 127, 33, true},
+                 {7, 129, 4, false}, {1, 32, 9, true}, {4, 33, 8, false}, {6, 95, 13, true}, {8, 300, 21, false},
+                 {16, 96, 12, true}, {15, 31, 7, false}}) {
+            SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows) + " in " +
+                         std::to_string(in) + " out " + std::to_string(out));
+            StoredWeight w(random_floats(size_t(in * out), 1), dtype, out, in);
+            StoredWeight b(random_floats(size_t(out), 2), dtype, 1, out);
+            const auto x = random_floats(size_t(rows * in), 3);
+            auto want = poisoned(size_t(rows * out)), got = poisoned(size_t(rows * out));
+            ref->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, want.data());
+            cpu->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, got.data());
+            EXPECT_LT(nmse(got, want), 1e-10);
+        }
     }
 }
+
+// Several weights over one x (q/k/v, gate/up) in one call: outputs of different widths, tiles that straddle
+// two weights, a bias on one of them; the rows on both sides of the decode/GEMM crossover.
+TEST_P(DecodeLinear, SharedInputLinears) {
+    const int64_t in = 70;
+    const int64_t widths[3] = {13, 6, 33};
+    for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16}) {
+        for (int64_t rows : {1, 3, 16, 17}) {
+            SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows));
+            std::vector<StoredWeight> ws;
+            for (int i = 0; i < 3; ++i) ws.emplace_back(random_floats(size_t(widths[i] * in), 30 + i), dtype, widths[i], in);
+            StoredWeight bias(random_floats(size_t(widths[1]), 40), dtype, 1, widths[1]);
+            const auto x = random_floats(size_t(rows * in), 41);
+            std::vector<std::vector<float>> got, want;
+            std::vector<nc::ops::LinearOut> outs;
+            for (int i = 0; i < 3; ++i) {
+                got.push_back(poisoned(size_t(rows * widths[i])));
+                want.push_back(poisoned(size_t(rows * widths[i])));
+                outs.push_back({&ws[size_t(i)].w, i == 1 ? &bias.w : nullptr, got.back().data()});
+            }
+            cpu->linears(x.data(), rows, outs.data(), 3);
+            for (int i = 0; i < 3; ++i) {
+                ref->linear(x.data(), rows, ws[size_t(i)].w, i == 1 ? &bias.w : nullptr, want[size_t(i)].data());
+                EXPECT_LT(nmse(got[size_t(i)], want[size_t(i)]), 1e-10) << "output " << i;
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, DecodeLinear, nc_test::kAllIsas, nc_test::isa_name);
 
 TEST_P(OpHarness, EmbeddingAndRmsNorm) {
     StoredWeight table(random_floats(37 * 23, 4), GetParam(), 37, 23);

@@ -21,21 +21,7 @@ using nc_test::poisoned;
 using nc_test::random_floats;
 using nc_test::StoredWeight;
 
-class SamOps : public testing::TestWithParam<nc::ops::Isa> {
-  protected:
-    void SetUp() override {
-        nc::ops::limit_isa(GetParam());
-        if (nc::ops::cpu_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks the ISA";
-    }
-    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Avx512); }
-
-    std::unique_ptr<Ops> ref = nc::ops::make_reference_ops();
-    std::unique_ptr<Ops> cpu = nc::ops::make_cpu_ops(3);  // more threads than cores: uneven splits
-};
-
-std::string isa_name(const testing::TestParamInfo<nc::ops::Isa>& i) {
-    return i.param == nc::ops::Isa::Avx512 ? "Avx512" : i.param == nc::ops::Isa::Avx2 ? "Avx2" : "Portable";
-}
+class SamOps : public nc_test::PerIsa {};
 
 // Attention with the decomposed relative-position bias (§5.1): windows (batch > 1, square grid) and a global
 // map (one batch, grid_h ≠ grid_w so the two tables cannot be swapped), 16-bit tables, head_dim not a multiple
@@ -271,7 +257,6 @@ TEST_P(SamOps, LayerNorm2dOnChannelsLastMaps) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, SamOps, testing::Values(nc::ops::Isa::Avx512, nc::ops::Isa::Avx2, nc::ops::Isa::Portable),
-                         isa_name);
+INSTANTIATE_TEST_SUITE_P(Isa, SamOps, nc_test::kAllIsas, nc_test::isa_name);
 
 }  // namespace

@@ -22,21 +22,7 @@ using nc_test::random_floats;
 using nc_test::StoredWeight;
 
 // Runs every test with each kernel ISA the machine has: AVX-512, AVX2 and the portable loops.
-class VisionOps : public testing::TestWithParam<nc::ops::Isa> {
-  protected:
-    void SetUp() override {
-        nc::ops::limit_isa(GetParam());
-        if (nc::ops::cpu_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks the ISA";
-    }
-    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Avx512); }
-
-    std::unique_ptr<Ops> ref = nc::ops::make_reference_ops();
-    std::unique_ptr<Ops> cpu = nc::ops::make_cpu_ops(3);  // more threads than cores: uneven splits
-};
-
-std::string isa_name(const testing::TestParamInfo<nc::ops::Isa>& i) {
-    return i.param == nc::ops::Isa::Avx512 ? "Avx512" : i.param == nc::ops::Isa::Avx2 ? "Avx2" : "Portable";
-}
+class VisionOps : public nc_test::PerIsa {};
 
 // Many rows: packed weight blocks (several k-blocks, several output blocks, tails of rows and outputs), split by
 // outputs or, for narrow outputs, by rows; every weight dtype; 16 and 17 rows straddle the decode path.
@@ -192,7 +178,6 @@ TEST_P(VisionOps, AttentionRepeatedCalls) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Isa, VisionOps,
-                         testing::Values(nc::ops::Isa::Avx512, nc::ops::Isa::Avx2, nc::ops::Isa::Portable), isa_name);
+INSTANTIATE_TEST_SUITE_P(Isa, VisionOps, nc_test::kAllIsas, nc_test::isa_name);
 
 }  // namespace

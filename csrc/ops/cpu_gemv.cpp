@@ -1,0 +1,300 @@
+#include "ops/cpu_gemv.h"
+
+// GCC 12 flags the _mm512_undefined_* inside AVX-512 intrinsics as (maybe-)uninitialized (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include <algorithm>
+#include <vector>
+
+#include "ops/cpu_simd.h"
+
+namespace nc::ops {
+
+namespace {
+
+constexpr int64_t esize(nc_dtype d) { return d == NC_DTYPE_F32 ? 4 : 2; }
+
+// Outputs [o0, o1) of one weight for rows [0, rows) of x; y already holds the bias (or zero) and is accumulated.
+struct Block {
+    const float* x;   // [rows, K] as given
+    const float* xs;  // x in the order the AVX-512 kernel reads it (see prepare_x), or x itself
+    int64_t rows, K;
+    const Weight* w;
+    int64_t o0, o1;
+    float* y;  // [rows, w->rows]
+};
+
+// ---- portable --------------------------------------------------------------------------------------------
+
+void block_portable(const Block& b) {
+    for (int64_t r = 0; r < b.rows; ++r) {
+        for (int64_t o = b.o0; o < b.o1; ++o) {
+            float acc = 0;
+            for (int64_t k = 0; k < b.K; ++k) acc += b.x[r * b.K + k] * weight_at(*b.w, o * b.K + k);
+            b.y[r * b.w->rows + o] += acc;
+        }
+    }
+}
+
+// ---- AVX2: 3 rows × 4 outputs, 8 weights per load -----------------------------------------------------------
+
+constexpr int kAvx2Rows = 3;  // 3×4 accumulators + 3 x + 1 w = 16 ymm registers
+constexpr int kOutTile = 4;   // outputs per micro-tile, both ISAs
+
+template <nc_dtype D, int R, int O>
+__attribute__((target("avx2,fma,f16c"))) void tile_avx2(const float* x, int64_t K, const char* const* w, float* y,
+                                                         int64_t ldy) {
+    __m256 acc[R][O];
+    for (int r = 0; r < R; ++r)
+        for (int o = 0; o < O; ++o) acc[r][o] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv[R];
+        for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * K + k);
+        for (int o = 0; o < O; ++o) {
+            const __m256 wv = load8<D>(w[o] + k * esize(D));
+            for (int r = 0; r < R; ++r) acc[r][o] = _mm256_fmadd_ps(xv[r], wv, acc[r][o]);
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        for (int o = 0; o < O; ++o) {
+            float s = hsum(acc[r][o]);
+            for (int64_t kk = k; kk < K; ++kk) s += x[r * K + kk] * weight_at(Weight{D, w[o], 1, K}, kk);
+            y[r * ldy + o] += s;
+        }
+    }
+}
+
+template <nc_dtype D, int R>
+__attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int64_t K, const char* const* w, int outs,
+                                                         float* y, int64_t ldy) {
+    switch (outs) {
+        case 4: return tile_avx2<D, R, 4>(x, K, w, y, ldy);
+        case 3: return tile_avx2<D, R, 3>(x, K, w, y, ldy);
+        case 2: return tile_avx2<D, R, 2>(x, K, w, y, ldy);
+        default: return tile_avx2<D, R, 1>(x, K, w, y, ldy);
+    }
+}
+
+template <nc_dtype D>
+__attribute__((target("avx2,fma,f16c"))) void block_avx2(const Block& b) {
+    const char* base = static_cast<const char*>(b.w->data);
+    const int64_t K = b.K, ldy = b.w->rows;
+    for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
+        const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
+        const char* w[kOutTile];
+        for (int i = 0; i < outs; ++i) w[i] = base + (o + i) * K * esize(D);
+        int64_t r = 0;
+        for (; r + kAvx2Rows <= b.rows; r += kAvx2Rows) rows_avx2<D, kAvx2Rows>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
+        if (b.rows - r == 2) rows_avx2<D, 2>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
+        if (b.rows - r == 1) rows_avx2<D, 1>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
+    }
+}
+
+// ---- AVX-512: 4 rows × 4 outputs, 32 weights (one 64-byte line of 16-bit weights) per step ------------------
+//
+// bf16 weights are widened without a shuffle: a 64-byte load holds 32 of them as 16 dword lanes; shifting each
+// lane left by 16 gives the even-indexed weights as floats, masking off the low half the odd-indexed ones. x is
+// reordered to match once per call (prepare_x), so each step is one load, two integer ops and 2·R FMAs per output.
+
+constexpr int kAvx512Rows = 4;  // 16 accumulators + 8 x + 2 w of the 32 zmm registers
+constexpr int64_t kStep = 32;   // weights per output per step
+
+template <nc_dtype D>
+struct Wide;
+
+template <>
+struct Wide<NC_DTYPE_BF16> {
+    static constexpr bool kSplitX = true;
+    __attribute__((target("avx512f,avx2,fma,f16c"))) static void load(const char* p, __m512& even, __m512& odd) {
+        const __m512i v = _mm512_loadu_si512(p);
+        even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int32_t(0xffff0000u))));
+    }
+};
+
+template <>
+struct Wide<NC_DTYPE_F16> {
+    static constexpr bool kSplitX = false;
+    __attribute__((target("avx512f,avx2,fma,f16c"))) static void load(const char* p, __m512& lo, __m512& hi) {
+        lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
+    }
+};
+
+template <>
+struct Wide<NC_DTYPE_F32> {
+    static constexpr bool kSplitX = false;
+    __attribute__((target("avx512f,avx2,fma,f16c"))) static void load(const char* p, __m512& lo, __m512& hi) {
+        lo = _mm512_loadu_ps(p);
+        hi = _mm512_loadu_ps(p + 64);
+    }
+};
+
+// R rows × 4 outputs (an output past the last of the block reads a valid row and is not stored). `next`, when set,
+// is the first byte of the next tile's weights (the 4 rows that follow this tile's in memory): its lines are
+// prefetched at the pace this tile is read, so the stream never waits at a row boundary, where the hardware
+// prefetcher (which stops at every 4 KiB page) would start over. The accumulators are named variables, not an
+// array, so that they stay in registers through the k loop (GCC keeps a 2-D array of them in memory).
+template <nc_dtype D, int R>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* xs, const float* x, int64_t K,
+                                                                   const char* const* w, int outs, const char* next,
+                                                                   float* y, int64_t ldy) {
+    constexpr int kLines = int(kOutTile * kStep * esize(D) / 64);  // lines of weights per step
+    const __m512 z = _mm512_setzero_ps();
+    __m512 c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z, c20 = z, c21 = z, c22 = z,
+           c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
+    const int64_t body = K / kStep * kStep;
+    for (int64_t k = 0; k < body; k += kStep) {
+        if (next != nullptr) {
+            for (int l = 0; l < kLines; ++l) _mm_prefetch(next + l * 64, _MM_HINT_T0);
+            next += kLines * 64;
+        }
+        __m512 a0 = z, b0 = z, a1 = z, b1 = z, a2 = z, b2 = z, a3 = z, b3 = z;
+#define NC_X(r)                                      \
+    if constexpr (R > r) {                           \
+        a##r = _mm512_loadu_ps(xs + r * K + k);      \
+        b##r = _mm512_loadu_ps(xs + r * K + k + 16); \
+    }
+        NC_X(0) NC_X(1) NC_X(2) NC_X(3)
+#undef NC_X
+#define NC_FMA(r, o)                                  \
+    if constexpr (R > r) {                            \
+        c##r##o = _mm512_fmadd_ps(a##r, wa, c##r##o); \
+        c##r##o = _mm512_fmadd_ps(b##r, wb, c##r##o); \
+    }
+#define NC_OUT(o)                                           \
+    {                                                       \
+        __m512 wa, wb;                                      \
+        Wide<D>::load(w[o] + k * esize(D), wa, wb);         \
+        NC_FMA(0, o) NC_FMA(1, o) NC_FMA(2, o) NC_FMA(3, o) \
+    }
+        NC_OUT(0) NC_OUT(1) NC_OUT(2) NC_OUT(3)
+#undef NC_OUT
+#undef NC_FMA
+    }
+    float sum[4][4];
+#define NC_SUM(r)                                  \
+    if constexpr (R > r) {                         \
+        sum[r][0] = _mm512_reduce_add_ps(c##r##0); \
+        sum[r][1] = _mm512_reduce_add_ps(c##r##1); \
+        sum[r][2] = _mm512_reduce_add_ps(c##r##2); \
+        sum[r][3] = _mm512_reduce_add_ps(c##r##3); \
+    }
+    NC_SUM(0) NC_SUM(1) NC_SUM(2) NC_SUM(3)
+#undef NC_SUM
+    for (int r = 0; r < R; ++r) {
+        for (int o = 0; o < outs; ++o) {
+            for (int64_t k = body; k < K; ++k) sum[r][o] += x[r * K + k] * weight_at(Weight{D, w[o], 1, K}, k);
+            y[r * ldy + o] += sum[r][o];
+        }
+    }
+}
+
+template <nc_dtype D>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& b) {
+    const char* base = static_cast<const char*>(b.w->data);
+    const int64_t K = b.K, ldy = b.w->rows, row_bytes = K * esize(D);
+    for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
+        const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
+        const char* w[kOutTile];
+        for (int i = 0; i < kOutTile; ++i) w[i] = base + (o + std::min(i, outs - 1)) * row_bytes;
+        // Only the first pass over the tile streams it from memory; the passes for later rows find it in cache.
+        const char* next = o + 2 * kOutTile <= b.o1 ? base + (o + kOutTile) * row_bytes : nullptr;
+        int64_t r = 0;
+        for (; r + kAvx512Rows <= b.rows; r += kAvx512Rows, next = nullptr) {
+            tile_avx512<D, kAvx512Rows>(b.xs + r * K, b.x + r * K, K, w, outs, next, b.y + r * ldy + o, ldy);
+        }
+        const float *xs = b.xs + r * K, *x = b.x + r * K;
+        float* y = b.y + r * ldy + o;
+        switch (b.rows - r) {
+            case 3: tile_avx512<D, 3>(xs, x, K, w, outs, next, y, ldy); break;
+            case 2: tile_avx512<D, 2>(xs, x, K, w, outs, next, y, ldy); break;
+            case 1: tile_avx512<D, 1>(xs, x, K, w, outs, next, y, ldy); break;
+            default: break;
+        }
+    }
+}
+
+// x in the order Wide<D> yields the weights: for bf16, each whole step of 32 columns as its 16 even-indexed then
+// its 16 odd-indexed values (the tail past the last whole step is read from x itself).
+const float* prepare_x(const float* x, int64_t rows, int64_t K, std::vector<float>& buf) {
+    buf.resize(size_t(rows * K));
+    const int64_t body = K / kStep * kStep;
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* src = x + r * K;
+        float* dst = buf.data() + r * K;
+        for (int64_t k = 0; k < body; k += kStep) {
+            for (int64_t j = 0; j < kStep / 2; ++j) {
+                dst[k + j] = src[k + 2 * j];
+                dst[k + kStep / 2 + j] = src[k + 2 * j + 1];
+            }
+        }
+    }
+    return buf.data();
+}
+
+void run_block(Isa isa, const Block& b) {
+    switch (isa) {
+        case Isa::Portable: return block_portable(b);
+        case Isa::Avx2:
+            switch (b.w->dtype) {
+                case NC_DTYPE_F32: return block_avx2<NC_DTYPE_F32>(b);
+                case NC_DTYPE_F16: return block_avx2<NC_DTYPE_F16>(b);
+                case NC_DTYPE_BF16: return block_avx2<NC_DTYPE_BF16>(b);
+            }
+            return;
+        case Isa::Avx512:
+            switch (b.w->dtype) {
+                case NC_DTYPE_F32: return block_avx512<NC_DTYPE_F32>(b);
+                case NC_DTYPE_F16: return block_avx512<NC_DTYPE_F16>(b);
+                case NC_DTYPE_BF16: return block_avx512<NC_DTYPE_BF16>(b);
+            }
+            return;
+    }
+}
+
+// y [rows, w.rows] for outputs [o0, o1): the bias (or zero) that the kernels then accumulate into.
+void init_outputs(const LinearOut& out, int64_t rows, int64_t o0, int64_t o1) {
+    const int64_t n = out.w->rows;
+    for (int64_t r = 0; r < rows; ++r) {
+        float* y = out.y + r * n;
+        if (out.bias != nullptr) {
+            convert_row(*out.bias, o0, o1 - o0, y + o0);
+        } else {
+            std::fill(y + o0, y + o1, 0.0f);
+        }
+    }
+}
+
+}  // namespace
+
+void gemv_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
+    const Isa isa = cpu_isa();
+    const int64_t K = outs[0].w->cols;
+    // The reordered x for bf16 weights on AVX-512; one buffer per calling thread, reused across calls.
+    thread_local std::vector<float> reordered;
+    const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16;
+    const float* xs = split ? prepare_x(x, rows, K, reordered) : x;
+    int64_t total = 0;
+    for (int32_t i = 0; i < n; ++i) total += outs[i].w->rows;
+    pool.parallel_for(total, kOutTile, [&](int64_t a, int64_t b) {
+        int64_t first = 0;  // index of outs[i]'s output 0 in [0, total)
+        for (int32_t i = 0; i < n; ++i) {
+            const LinearOut& out = outs[i];
+            const int64_t o0 = std::max<int64_t>(a - first, 0), o1 = std::min<int64_t>(b - first, out.w->rows);
+            first += out.w->rows;
+            if (o0 >= o1) continue;
+            init_outputs(out, rows, o0, o1);
+            // Every weight must share x's reordering: a bf16 weight is read split only when x was split.
+            const bool w_split = isa == Isa::Avx512 && out.w->dtype == NC_DTYPE_BF16;
+            run_block(w_split == split ? isa : std::min(isa, Isa::Avx2),
+                      Block{x, xs, rows, K, out.w, o0, o1, out.y});
+        }
+    });
+}
+
+}  // namespace nc::ops
