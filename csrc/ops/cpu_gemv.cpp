@@ -7,6 +7,7 @@
 #endif
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "ops/cpu_simd.h"
@@ -20,8 +21,8 @@ constexpr int64_t esize(nc_dtype d) { return d == NC_DTYPE_F32 ? 4 : 2; }
 // Outputs [o0, o1) of one weight for rows [0, rows) of x; y already holds the bias (or zero) and is accumulated.
 struct Block {
     const float* x;   // [rows, K] as given
-    const float* xs;  // x in the order the AVX-512 kernel reads it (see prepare_x), or x itself
-    int64_t rows, K;
+    const float* xs;  // x as the AVX-512 kernel reads it (see prepare_x), rows ldxs apart
+    int64_t ldxs, rows, K;
     const Weight* w;
     int64_t o0, o1;
     float* y;  // [rows, w->rows]
@@ -134,30 +135,28 @@ struct Wide<NC_DTYPE_F32> {
     }
 };
 
-// R rows × 4 outputs (an output past the last of the block reads a valid row and is not stored). `next`, when set,
-// is the first byte of the next tile's weights (the 4 rows that follow this tile's in memory): its lines are
-// prefetched at the pace this tile is read, so the stream never waits at a row boundary, where the hardware
-// prefetcher (which stops at every 4 KiB page) would start over. The accumulators are named variables, not an
-// array, so that they stay in registers through the k loop (GCC keeps a 2-D array of them in memory).
+// y[r, o] += Σ_k x[r, k] · w[o][k] for R rows × 4 outputs over k in [0, klen); x rows ldx apart (an output past
+// `outs` reads a valid row and is not stored). The lines of the `nnext` rows in `next` at the same k are prefetched
+// at the pace this tile is read (see block_avx512). The accumulators are named variables, not an array, so that
+// they stay in registers through the k loop (GCC keeps a 2-D array of them in memory).
 template <nc_dtype D, int R>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* xs, const float* x, int64_t K,
-                                                                   const char* const* w, int outs, const char* next,
-                                                                   float* y, int64_t ldy) {
-    constexpr int kLines = int(kOutTile * kStep * esize(D) / 64);  // lines of weights per step
+__attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* xs, int64_t ldxs, const float* x,
+                                                                   int64_t ldx, int64_t klen, const char* const* w, int outs,
+                                                                   const char* const* next, int nnext, float* y,
+                                                                   int64_t ldy) {
+    constexpr int kLines = int(kStep * esize(D) / 64);  // lines per row per step
     const __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z, c20 = z, c21 = z, c22 = z,
            c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
-    const int64_t body = K / kStep * kStep;
+    const int64_t body = klen / kStep * kStep;
     for (int64_t k = 0; k < body; k += kStep) {
-        if (next != nullptr) {
-            for (int l = 0; l < kLines; ++l) _mm_prefetch(next + l * 64, _MM_HINT_T0);
-            next += kLines * 64;
-        }
+        for (int i = 0; i < nnext; ++i)
+            for (int l = 0; l < kLines; ++l) _mm_prefetch(next[i] + k * esize(D) + l * 64, _MM_HINT_T0);
         __m512 a0 = z, b0 = z, a1 = z, b1 = z, a2 = z, b2 = z, a3 = z, b3 = z;
-#define NC_X(r)                                      \
-    if constexpr (R > r) {                           \
-        a##r = _mm512_loadu_ps(xs + r * K + k);      \
-        b##r = _mm512_loadu_ps(xs + r * K + k + 16); \
+#define NC_X(r)                                        \
+    if constexpr (R > r) {                             \
+        a##r = _mm512_load_ps(xs + r * ldxs + k);      \
+        b##r = _mm512_load_ps(xs + r * ldxs + k + 16); \
     }
         NC_X(0) NC_X(1) NC_X(2) NC_X(3)
 #undef NC_X
@@ -188,45 +187,60 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* x
 #undef NC_SUM
     for (int r = 0; r < R; ++r) {
         for (int o = 0; o < outs; ++o) {
-            for (int64_t k = body; k < K; ++k) sum[r][o] += x[r * K + k] * weight_at(Weight{D, w[o], 1, K}, k);
+            for (int64_t k = body; k < klen; ++k) sum[r][o] += x[r * ldx + k] * weight_at(Weight{D, w[o], 1, klen}, k);
             y[r * ldy + o] += sum[r][o];
         }
     }
 }
 
+// Output tiles [o0, o1) for all the rows, a tile at a time: its weights come from memory in the first row group and
+// from cache in the later ones; x (16 rows of at most 11008 floats: ≤ 704 KiB) stays in L2. Each group prefetches
+// its share of the next tile's rows (group g of G: rows g, g + G, …), so the memory stream runs through all the
+// groups and never waits at a row boundary, where the hardware prefetcher (which stops at every 4 KiB page) would
+// start over.
 template <nc_dtype D>
 __attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& b) {
     const char* base = static_cast<const char*>(b.w->data);
     const int64_t K = b.K, ldy = b.w->rows, row_bytes = K * esize(D);
+    const int64_t groups = (b.rows + kAvx512Rows - 1) / kAvx512Rows;
     for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
         const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
+        const int64_t following = std::min<int64_t>(kOutTile, std::max<int64_t>(b.o1 - o - kOutTile, 0));
         const char* w[kOutTile];
         for (int i = 0; i < kOutTile; ++i) w[i] = base + (o + std::min(i, outs - 1)) * row_bytes;
-        // Only the first pass over the tile streams it from memory; the passes for later rows find it in cache.
-        const char* next = o + 2 * kOutTile <= b.o1 ? base + (o + kOutTile) * row_bytes : nullptr;
-        int64_t r = 0;
-        for (; r + kAvx512Rows <= b.rows; r += kAvx512Rows, next = nullptr) {
-            tile_avx512<D, kAvx512Rows>(b.xs + r * K, b.x + r * K, K, w, outs, next, b.y + r * ldy + o, ldy);
-        }
-        const float *xs = b.xs + r * K, *x = b.x + r * K;
-        float* y = b.y + r * ldy + o;
-        switch (b.rows - r) {
-            case 3: tile_avx512<D, 3>(xs, x, K, w, outs, next, y, ldy); break;
-            case 2: tile_avx512<D, 2>(xs, x, K, w, outs, next, y, ldy); break;
-            case 1: tile_avx512<D, 1>(xs, x, K, w, outs, next, y, ldy); break;
-            default: break;
+        for (int64_t g = 0; g < groups; ++g) {
+            const char* next[kOutTile];
+            int nnext = 0;
+            for (int64_t i = g; i < following; i += groups) next[nnext++] = base + (o + kOutTile + i) * row_bytes;
+            const int64_t r = g * kAvx512Rows;
+            const float *xs = b.xs + r * b.ldxs, *x = b.x + r * K;
+            float* y = b.y + r * ldy + o;
+            switch (std::min<int64_t>(b.rows - r, kAvx512Rows)) {
+                case 4: tile_avx512<D, 4>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+                case 3: tile_avx512<D, 3>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+                case 2: tile_avx512<D, 2>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+                default: tile_avx512<D, 1>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+            }
         }
     }
 }
 
-// x in the order Wide<D> yields the weights: for bf16, each whole step of 32 columns as its 16 even-indexed then
-// its 16 odd-indexed values (the tail past the last whole step is read from x itself).
-const float* prepare_x(const float* x, int64_t rows, int64_t K, std::vector<float>& buf) {
-    buf.resize(size_t(rows * K));
+// x for the AVX-512 kernel: rows 64-byte aligned and padded so that they do not all fall in the same L1 sets (a
+// power-of-two row stride would put the 4 rows of a tile and the weight rows in one set), and for bf16 weights
+// each whole step of 32 columns as its 16 even-indexed then its 16 odd-indexed values, the order Wide<BF16>
+// yields the weights in (the tail past the last whole step is read from x itself). Returns the row stride.
+int64_t prepare_x(const float* x, int64_t rows, int64_t K, bool split, std::vector<float>& buf, const float** out) {
+    const int64_t ld = (K + 15) / 16 * 16 + 16;
+    buf.resize(size_t(rows * ld + 16));
+    float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
     const int64_t body = K / kStep * kStep;
     for (int64_t r = 0; r < rows; ++r) {
         const float* src = x + r * K;
-        float* dst = buf.data() + r * K;
+        float* dst = base + r * ld;
+        if (!split) {
+            std::copy(src, src + K, dst);
+            continue;
+        }
         for (int64_t k = 0; k < body; k += kStep) {
             for (int64_t j = 0; j < kStep / 2; ++j) {
                 dst[k + j] = src[k + 2 * j];
@@ -234,7 +248,8 @@ const float* prepare_x(const float* x, int64_t rows, int64_t K, std::vector<floa
             }
         }
     }
-    return buf.data();
+    *out = base;
+    return ld;
 }
 
 void run_block(Isa isa, const Block& b) {
@@ -275,10 +290,11 @@ void init_outputs(const LinearOut& out, int64_t rows, int64_t o0, int64_t o1) {
 void gemv_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
     const Isa isa = cpu_isa();
     const int64_t K = outs[0].w->cols;
-    // The reordered x for bf16 weights on AVX-512; one buffer per calling thread, reused across calls.
-    thread_local std::vector<float> reordered;
+    // x as the AVX-512 kernel reads it; one buffer per calling thread, reused across calls.
+    thread_local std::vector<float> prepared;
     const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16;
-    const float* xs = split ? prepare_x(x, rows, K, reordered) : x;
+    const float* xs = x;
+    const int64_t ldxs = isa == Isa::Avx512 ? prepare_x(x, rows, K, split, prepared, &xs) : K;
     int64_t total = 0;
     for (int32_t i = 0; i < n; ++i) total += outs[i].w->rows;
     pool.parallel_for(total, kOutTile, [&](int64_t a, int64_t b) {
@@ -292,7 +308,7 @@ void gemv_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOu
             // Every weight must share x's reordering: a bf16 weight is read split only when x was split.
             const bool w_split = isa == Isa::Avx512 && out.w->dtype == NC_DTYPE_BF16;
             run_block(w_split == split ? isa : std::min(isa, Isa::Avx2),
-                      Block{x, xs, rows, K, out.w, o0, o1, out.y});
+                      Block{x, xs, ldxs, rows, K, out.w, o0, o1, out.y});
         }
     });
 }
