@@ -7,6 +7,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/cpu_amx.h"
 #include "ops/cpu_gemm.h"
 #include "ops/cpu_gemv.h"
 #include "ops/cpu_sam.h"
@@ -132,6 +133,7 @@ class CpuOps final : public Ops {
     }
 
     void linears(const float* x, int64_t rows, const LinearOut* outs, int32_t n) override {
+        if (amx_takes(rows, outs, n)) return amx_linears(pool_, x, rows, outs, n);
         if (rows > kGemvMaxRows) return gemm_linears(pool_, x, rows, outs, n);
         gemv_linears(pool_, x, rows, outs, n);
     }

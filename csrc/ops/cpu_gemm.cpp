@@ -530,6 +530,7 @@ void gemm_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOu
         offset += round_up(o.w->rows, 32);
     }
     switch (cpu_isa()) {
+        case Isa::Amx:  // cpu_isa() is a vector ISA: never Amx
         case Isa::Avx512: return linear_dtype<Isa::Avx512>(pool, first.dtype, x, rows, first.cols, parts, N_total);
         case Isa::Avx2: return linear_dtype<Isa::Avx2>(pool, first.dtype, x, rows, first.cols, parts, N_total);
         case Isa::Portable: return linear_dtype<Isa::Portable>(pool, first.dtype, x, rows, first.cols, parts, N_total);
@@ -549,6 +550,7 @@ void gemm_attention(ThreadPool& pool, const float* q, const float* k, const floa
                           [&](int64_t j0, int64_t j1) { attention_range<I>(a, call, j0, j1); });
     };
     switch (isa) {
+        case Isa::Amx:  // cpu_isa() is a vector ISA: never Amx
         case Isa::Avx512: return run(std::integral_constant<Isa, Isa::Avx512>{});
         case Isa::Avx2: return run(std::integral_constant<Isa, Isa::Avx2>{});
         case Isa::Portable: return run(std::integral_constant<Isa, Isa::Portable>{});

@@ -262,6 +262,7 @@ void run_block(Isa isa, const Block& b) {
                 case NC_DTYPE_BF16: return block_avx2<NC_DTYPE_BF16>(b);
             }
             return;
+        case Isa::Amx:  // cpu_isa() is a vector ISA: never Amx
         case Isa::Avx512:
             switch (b.w->dtype) {
                 case NC_DTYPE_F32: return block_avx512<NC_DTYPE_F32>(b);

@@ -1,9 +1,12 @@
-// SIMD building blocks of the CPU ops: run-time ISA choice and AVX2+FMA+F16C / AVX-512 helpers (16-bit weight
-// loads, horizontal sum, exp). Every function with AVX2 code carries its target attribute, so the library builds for
+// SIMD building blocks of the CPU ops: run-time ISA choice (vector ISA, and AMX tiles) and AVX2+FMA+F16C / AVX-512
+// helpers (16-bit weight loads, horizontal sum, exp). Every function with AVX2 code carries its target attribute, so the library builds for
 // baseline x86-64 and only runs these on machines that have them.
 #pragma once
 
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,41 +18,59 @@
 
 namespace nc::ops {
 
-// The vector ISAs the CPU kernels have code for, in increasing order.
-enum class Isa : int { Portable = 0, Avx2 = 1, Avx512 = 2 };
+// The instruction sets the CPU kernels have code for, in increasing order. Amx is AVX-512 plus the AMX-BF16 tile unit
+// (Sapphire Rapids and later), which the bf16 matrix products use.
+enum class Isa : int { Portable = 0, Avx2 = 1, Avx512 = 2, Amx = 3 };
 
 namespace simd_detail {
-// What the CPU (and OS) support, capped by NEXTCHAT_CPU_ISA=portable|avx2|avx512 when set (to measure a narrower
+// AMX-BF16 usable by this process: the CPU has it (CPUID.7.0:EDX bits 22 and 24), the OS saves the tile state
+// (XCR0 bits 17 and 18) and grants it to this process (Linux asks for it with arch_prctl, once per process).
+inline bool amx_usable() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+    if ((d & (1u << 22)) == 0 || (d & (1u << 24)) == 0) return false;
+    unsigned lo = 0, hi = 0;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+// What the CPU (and OS) support, capped by NEXTCHAT_CPU_ISA=portable|avx2|avx512|amx when set (to measure a narrower
 // ISA on a wider machine).
 inline Isa detected_isa() {
     static const Isa isa = [] {
+        const char* cap = std::getenv("NEXTCHAT_CPU_ISA");
+        const std::string c = cap == nullptr ? "amx" : cap;
+        const Isa want = c == "portable" ? Isa::Portable : c == "avx2" ? Isa::Avx2 : c == "avx512" ? Isa::Avx512 : Isa::Amx;
         Isa best = Isa::Portable;
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
             best = __builtin_cpu_supports("avx512f") ? Isa::Avx512 : Isa::Avx2;
         }
-        const char* cap = std::getenv("NEXTCHAT_CPU_ISA");
-        if (cap != nullptr) {
-            const std::string c(cap);
-            const Isa want = c == "portable" ? Isa::Portable : c == "avx2" ? Isa::Avx2 : Isa::Avx512;
-            best = Isa(std::min(int(best), int(want)));
-        }
-        return best;
+        if (best == Isa::Avx512 && want == Isa::Amx && amx_usable()) best = Isa::Amx;
+        return Isa(std::min(int(best), int(want)));
     }();
     return isa;
 }
 
 inline std::atomic<int>& isa_limit() {
-    static std::atomic<int> limit{int(Isa::Avx512)};
+    static std::atomic<int> limit{int(Isa::Amx)};
     return limit;
 }
 }  // namespace simd_detail
 
-// The ISA the kernels use now: the best the machine has, within the limit tests may set.
-inline Isa cpu_isa() {
+// The instruction set the kernels use now: the best the machine has, within the limit tests may set.
+inline Isa cpu_level() {
     return Isa(std::min(int(simd_detail::detected_isa()), simd_detail::isa_limit().load(std::memory_order_relaxed)));
 }
 
-// Tests only: run the kernels of at most this ISA (process-wide).
+// The vector ISA the kernels use now (AMX machines run the AVX-512 kernels besides the tile ones).
+inline Isa cpu_isa() { return std::min(cpu_level(), Isa::Avx512); }
+
+// Whether the bf16 matrix products run on the AMX tiles.
+inline bool cpu_has_amx() { return cpu_level() == Isa::Amx; }
+
+// Tests only: run the kernels of at most this level (process-wide).
 inline void limit_isa(Isa max) { simd_detail::isa_limit().store(int(max)); }
 
 // Whether the AVX2+FMA+F16C kernels (or wider) run.

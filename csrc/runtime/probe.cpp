@@ -192,6 +192,7 @@ double probe_fma_peak(int threads, double seconds) {
         threads, seconds, [](int) {},
         [&](int, Clock::time_point deadline) {
             switch (isa) {
+                case nc::ops::Isa::Amx:  // cpu_isa() is a vector ISA: never Amx
                 case nc::ops::Isa::Avx512: return fma_flops_avx512(deadline);
                 case nc::ops::Isa::Avx2: return fma_flops_avx2(deadline);
                 case nc::ops::Isa::Portable: break;

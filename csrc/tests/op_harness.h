@@ -60,24 +60,31 @@ inline double nmse(const std::vector<float>& got, const std::vector<float>& want
 
 inline std::vector<float> poisoned(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
 
-// A test run once per kernel ISA (AVX-512, AVX2, the portable loops), skipped where the CPU lacks it: the CPU ops
+// A test run once per kernel ISA (AMX tiles, AVX-512, AVX2, the portable loops), skipped where the CPU lacks it: the CPU ops
 // (with more threads than cores, so that work splits unevenly) against the reference ops.
 class PerIsa : public testing::TestWithParam<nc::ops::Isa> {
   protected:
     void SetUp() override {
         nc::ops::limit_isa(GetParam());
-        if (nc::ops::cpu_isa() != GetParam()) GTEST_SKIP() << "this CPU lacks the ISA";
+        if (nc::ops::cpu_level() != GetParam()) GTEST_SKIP() << "this CPU lacks the ISA";
     }
-    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Avx512); }
+    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Amx); }
 
     std::unique_ptr<nc::ops::Ops> ref = nc::ops::make_reference_ops();
     std::unique_ptr<nc::ops::Ops> cpu = nc::ops::make_cpu_ops(3);
 };
 
-inline const auto kAllIsas = testing::Values(nc::ops::Isa::Avx512, nc::ops::Isa::Avx2, nc::ops::Isa::Portable);
+inline const auto kAllIsas =
+    testing::Values(nc::ops::Isa::Amx, nc::ops::Isa::Avx512, nc::ops::Isa::Avx2, nc::ops::Isa::Portable);
 
 inline std::string isa_name(const testing::TestParamInfo<nc::ops::Isa>& i) {
-    return i.param == nc::ops::Isa::Avx512 ? "Avx512" : i.param == nc::ops::Isa::Avx2 ? "Avx2" : "Portable";
+    switch (i.param) {
+        case nc::ops::Isa::Amx: return "Amx";
+        case nc::ops::Isa::Avx512: return "Avx512";
+        case nc::ops::Isa::Avx2: return "Avx2";
+        case nc::ops::Isa::Portable: return "Portable";
+    }
+    return "Unknown";
 }
 
 }  // namespace nc_test

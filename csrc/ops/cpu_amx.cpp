@@ -1,0 +1,181 @@
+#include "ops/cpu_amx.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "ops/cpu_simd.h"
+
+namespace nc::ops {
+
+namespace {
+
+// Tile shapes. TDPBF16PS C[16 × 16 f32] += A[16 × 32 bf16] · B[16 pairs × 16 × 2 bf16]:
+//   A: 16 outputs × 32 k, each a 64-byte slice of a weight row, loaded from the weights as stored (stride K·2);
+//   B: the 16 k-pairs × 16 rows of x of one k-block, packed (pack_x) in AMX's pair-interleaved layout;
+//   C: 16 outputs × 16 rows of x.
+constexpr int64_t kTile = 16;     // outputs per A / C tile; rows of x per B / C tile
+constexpr int64_t kKBlock = 32;   // k per tile step (one 64-byte row of A)
+constexpr int kParts = 3;         // x = hi + mid + lo, each bf16
+constexpr int64_t kBTileElems = kTile * kKBlock;  // bf16 per packed B tile (1 KiB)
+
+// Tile registers: 0, 1 accumulate two output tiles; 2, 3 their weights; 4, 5, 6 the three parts of x.
+struct alignas(64) TileConfig {
+    uint8_t palette = 1;
+    uint8_t start_row = 0;
+    uint8_t reserved[14] = {};
+    uint16_t colsb[16] = {};
+    uint8_t rows[16] = {};
+};
+
+TileConfig tile_config() {
+    TileConfig c;
+    for (int t = 0; t < 7; ++t) {
+        c.colsb[t] = 64;
+        c.rows[t] = uint8_t(kTile);
+    }
+    return c;
+}
+
+// x [rows, K] as B tiles: for row block rb, k-block kb and part p, the tile at ((rb·KB + kb)·3 + p)·512 holds in
+// its row j (a k-pair) the 16 rows' (x[r, k0 + 2j], x[r, k0 + 2j + 1]) parts. Rows past `rows` are zero.
+void pack_x(const float* x, int64_t rows, int64_t K, int64_t kblocks, std::vector<uint16_t>& buf, uint16_t** out) {
+    const int64_t row_blocks = (rows + kTile - 1) / kTile;
+    buf.assign(size_t(row_blocks * kblocks * kParts * kBTileElems + 32), 0);
+    uint16_t* base = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t rb = r / kTile, col = r % kTile;
+        for (int64_t k = 0; k < kblocks * kKBlock; ++k) {
+            // Each part is the rounding of what the earlier parts left: exact differences, 8 more bits each.
+            const float v = x[r * K + k];
+            const uint16_t hi = f32_to_bf16(v);
+            const float rest = v - bf16_to_f32(hi);
+            const uint16_t mid = f32_to_bf16(rest);
+            const uint16_t lo = f32_to_bf16(rest - bf16_to_f32(mid));
+            const int64_t kb = k / kKBlock, j = (k % kKBlock) / 2, e = k % 2;
+            uint16_t* tile = base + (rb * kblocks + kb) * kParts * kBTileElems + j * 2 * kTile + col * 2 + e;
+            tile[0] = hi;
+            tile[kBTileElems] = mid;
+            tile[2 * kBTileElems] = lo;
+        }
+    }
+    *out = base;
+}
+
+// One output tile: 16 weight rows (fewer at a weight's end, then read from a zero-padded copy), K·2 bytes apart.
+struct OutTile {
+    const LinearOut* out;
+    int64_t o;           // first output
+    int64_t count;       // valid outputs, ≤ 16
+    const uint16_t* a;   // weight rows o.. (or the padded copy)
+};
+
+// y[r, o] = bias + C + the products past the last whole k-block, for the tile's valid outputs and rows.
+void store_tile(const OutTile& t, const float* c, const float* x, int64_t rows, int64_t K, int64_t body,
+                int64_t r0) {
+    const Weight& w = *t.out->w;
+    const int64_t valid_rows = std::min(kTile, rows - r0);
+    float bias[kTile] = {};
+    if (t.out->bias != nullptr) convert_row(*t.out->bias, t.o, t.count, bias);
+    for (int64_t r = 0; r < valid_rows; ++r) {
+        float* y = t.out->y + (r0 + r) * w.rows + t.o;
+        for (int64_t i = 0; i < t.count; ++i) y[i] = bias[i] + c[i * kTile + r];
+    }
+    if (body == K) return;
+    for (int64_t r = 0; r < valid_rows; ++r) {
+        float* y = t.out->y + (r0 + r) * w.rows + t.o;
+        for (int64_t i = 0; i < t.count; ++i) {
+            for (int64_t k = body; k < K; ++k) y[i] += x[(r0 + r) * K + k] * weight_at(w, (t.o + i) * K + k);
+        }
+    }
+}
+
+// Output tiles [t0, t1) for all rows, two tiles at a time: both accumulators see each B tile once per k-block.
+__attribute__((target("amx-tile,amx-bf16"))) void run_tiles(const std::vector<OutTile>& tiles, int64_t t0, int64_t t1, const uint16_t* b, const float* x,
+               int64_t rows, int64_t K, int64_t kblocks) {
+    static const TileConfig config = tile_config();
+    _tile_loadconfig(&config);
+    alignas(64) float c[2][kTile * kTile];
+    const int64_t row_blocks = (rows + kTile - 1) / kTile, stride = K * 2, body = kblocks * kKBlock;
+    for (int64_t t = t0; t < t1; t += 2) {
+        const OutTile& first = tiles[size_t(t)];
+        const bool pair = t + 1 < t1;
+        const OutTile& second = tiles[size_t(pair ? t + 1 : t)];
+        for (int64_t rb = 0; rb < row_blocks; ++rb) {
+            const uint16_t* bt = b + rb * kblocks * kParts * kBTileElems;
+            _tile_zero(0);
+            _tile_zero(1);
+            for (int64_t kb = 0; kb < kblocks; ++kb, bt += kParts * kBTileElems) {
+                _tile_loadd(4, bt, 64);
+                _tile_loadd(5, bt + kBTileElems, 64);
+                _tile_loadd(6, bt + 2 * kBTileElems, 64);
+                _tile_loadd(2, first.a + kb * kKBlock, stride);
+                _tile_dpbf16ps(0, 2, 4);
+                _tile_dpbf16ps(0, 2, 5);
+                _tile_dpbf16ps(0, 2, 6);
+                if (pair) {
+                    _tile_loadd(3, second.a + kb * kKBlock, stride);
+                    _tile_dpbf16ps(1, 3, 4);
+                    _tile_dpbf16ps(1, 3, 5);
+                    _tile_dpbf16ps(1, 3, 6);
+                }
+            }
+            _tile_stored(0, c[0], kTile * 4);
+            store_tile(first, c[0], x, rows, K, body, rb * kTile);
+            if (pair) {
+                _tile_stored(1, c[1], kTile * 4);
+                store_tile(second, c[1], x, rows, K, body, rb * kTile);
+            }
+        }
+    }
+    _tile_release();
+}
+
+}  // namespace
+
+bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n) {
+    if (!cpu_has_amx() || rows < kAmxMinRows || n < 1) return false;
+    const int64_t K = outs[0].w->cols;
+    if (K < kKBlock) return false;
+    for (int32_t i = 0; i < n; ++i) {
+        if (outs[i].w->dtype != NC_DTYPE_BF16 || outs[i].w->cols != K) return false;
+    }
+    return true;
+}
+
+void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
+    const int64_t K = outs[0].w->cols, kblocks = K / kKBlock;
+    // Per calling thread, reused across calls: the packed x and the zero-padded last tile of each weight.
+    thread_local std::vector<uint16_t> packed;
+    thread_local std::vector<std::vector<uint16_t>> padded;
+    thread_local std::vector<OutTile> tiles;
+    uint16_t* b = nullptr;
+    pack_x(x, rows, K, kblocks, packed, &b);
+    if (padded.size() < size_t(n)) padded.resize(size_t(n));
+    tiles.clear();
+    for (int32_t i = 0; i < n; ++i) {
+        const Weight& w = *outs[i].w;
+        const auto* data = static_cast<const uint16_t*>(w.data);
+        for (int64_t o = 0; o < w.rows; o += kTile) {
+            const int64_t count = std::min(kTile, w.rows - o);
+            const uint16_t* a = data + o * K;
+            if (count < kTile) {
+                // A tile reads 16 rows: past the weight's end they come from a copy padded with zero rows.
+                std::vector<uint16_t>& pad = padded[size_t(i)];
+                pad.assign(size_t(kTile * K), 0);
+                std::memcpy(pad.data(), a, size_t(count * K) * sizeof(uint16_t));
+                a = pad.data();
+            }
+            tiles.push_back({&outs[i], o, count, a});
+        }
+    }
+    // A thread_local named in the loop body would be each worker's own: the workers get this thread's by reference.
+    const std::vector<OutTile>& all = tiles;
+    pool.parallel_for(int64_t(all.size()), 2, [&](int64_t t0, int64_t t1) {
+        run_tiles(all, t0, t1, b, x, rows, K, kblocks);
+    });
+}
+
+}  // namespace nc::ops

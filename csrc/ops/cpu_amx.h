@@ -1,0 +1,25 @@
+// Matrix products with bf16 weights on the AMX tile unit (Sapphire Rapids and later), for every row count: decode
+// steps, prefill, CLIP and SAM. The weights are multiplied as stored, with no conversion; x, which is float32, is
+// split exactly into three bf16 parts (hi + mid + lo: 3 × 8 significant bits cover float32's 24), so each product
+// is exact and the sums are float32 like the AVX kernels' — the same result to rounding, several times faster.
+#pragma once
+
+#include <cstdint>
+
+#include "ops/ops.h"
+#include "runtime/thread_pool.h"
+
+namespace nc::ops {
+
+// Below this many rows of x the AVX-512 dot products (cpu_gemv.h) stream the weights from memory faster than the
+// tiles do (measured on 5632×2048 bf16, 2 cores: equal at 4 rows, the tiles 1.6× faster at 8, 3.5× at 16).
+constexpr int64_t kAmxMinRows = 5;
+
+// Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows, every weight
+// bf16, one input width ≥ 32.
+bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);
+
+// Ops::linears on the tiles: y_i [rows, w_i.rows] = x [rows, K] · w_iᵀ (+ bias_i). Requires amx_takes.
+void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n);
+
+}  // namespace nc::ops
