@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 
+	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/imageproc"
 	"github.com/nextchat/nextchat/internal/mask"
 )
@@ -25,6 +26,52 @@ func (e *Engine) Segment(img *imageproc.RGB, locs []Location) ([]Segmentation, e
 	if err != nil {
 		return nil, err
 	}
+	out, err := e.decodeMasks(img, embedding, locs)
+	if err != nil {
+		return nil, err
+	}
+	segs := make([]Segmentation, len(locs))
+	for i := range segs {
+		segs[i] = Segmentation{Mask: mask.Mask{Width: img.W, Height: img.H, Bits: out.Mask(i)}, IoU: out.IoU[i]}
+	}
+	return segs, nil
+}
+
+// SAMStages are the SAM tensors behind an answer's masks, for dumps compared with the reference's goldens.
+type SAMStages struct {
+	Pixels    []float32 // [3, S, S]: the SAM encoder's input (§4)
+	Embedding []float32 // [D, g, g]: the image embedding
+	Masks     bindings.SAMMasks
+}
+
+// SAMStages computes what Segment does for the locations and returns every stage (the embedding from the cache
+// when the image was encoded before).
+func (e *Engine) SAMStages(img *imageproc.RGB, locs []Location) (SAMStages, error) {
+	if len(locs) == 0 {
+		return SAMStages{}, fmt.Errorf("SAM stages: no locations")
+	}
+	dims, err := e.Model.SAMDims()
+	if err != nil {
+		return SAMStages{}, err
+	}
+	pixels, _, err := imageproc.SAMPixels(img, dims.ImageSize)
+	if err != nil {
+		return SAMStages{}, fmt.Errorf("SAM preprocessing: %w", err)
+	}
+	embedding, err := e.samEmbedding(img)
+	if err != nil {
+		return SAMStages{}, err
+	}
+	masks, err := e.decodeMasks(img, embedding, locs)
+	if err != nil {
+		return SAMStages{}, err
+	}
+	return SAMStages{Pixels: pixels, Embedding: embedding, Masks: masks}, nil
+}
+
+// decodeMasks runs the prompt encoder and mask decoder for all the locations at once with their <at> hidden
+// states and boxes.
+func (e *Engine) decodeMasks(img *imageproc.RGB, embedding []float32, locs []Location) (bindings.SAMMasks, error) {
 	var hidden, boxes []float32
 	for _, l := range locs {
 		hidden = append(hidden, l.Hidden...)
@@ -32,13 +79,9 @@ func (e *Engine) Segment(img *imageproc.RGB, locs []Location) ([]Segmentation, e
 	}
 	out, err := e.Model.SAMDecodeMasks(embedding, hidden, boxes, img.W, img.H)
 	if err != nil {
-		return nil, fmt.Errorf("masks: %w", err)
+		return bindings.SAMMasks{}, fmt.Errorf("masks: %w", err)
 	}
-	segs := make([]Segmentation, len(locs))
-	for i := range segs {
-		segs[i] = Segmentation{Mask: mask.Mask{Width: img.W, Height: img.H, Bits: out.Mask(i)}, IoU: out.IoU[i]}
-	}
-	return segs, nil
+	return out, nil
 }
 
 func (e *Engine) samEmbedding(img *imageproc.RGB) ([]float32, error) {

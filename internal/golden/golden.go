@@ -62,6 +62,7 @@ type Case struct {
 	Image        string       `json:"image"`
 	Prompt       string       `json:"prompt"`
 	Boxes        [][4]float64 `json:"boxes"`
+	ForcedText   string       `json:"forced_text"` // the assistant's answer so far, teacher-forced
 	ForcedIDs    []int32      `json:"forced_ids"`
 	Sampling     *Sampling    `json:"sampling"`
 	MaxNewTokens int          `json:"max_new_tokens"`
@@ -147,6 +148,24 @@ func NMSE(got, want []float32) float64 {
 		den += float64(want[i]) * float64(want[i])
 	}
 	return num / math.Max(den, 1e-30)
+}
+
+// MaskIoU is |a ∧ b| / |a ∨ b| of two binary masks (1 when both are empty).
+func MaskIoU(a, b []uint8) float64 {
+	var inter, union int
+	for i := range a {
+		x, y := a[i] != 0, b[i] != 0
+		if x && y {
+			inter++
+		}
+		if x || y {
+			union++
+		}
+	}
+	if union == 0 {
+		return 1
+	}
+	return float64(inter) / float64(union)
 }
 
 var (

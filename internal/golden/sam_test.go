@@ -42,24 +42,6 @@ func imageSize(t *testing.T, c Case) (int, int) {
 	return cfg.Width, cfg.Height
 }
 
-// maskIoU is |a ∧ b| / |a ∨ b| of two binary masks (1 when both are empty).
-func maskIoU(a, b []uint8) float64 {
-	var inter, union int
-	for i := range a {
-		x, y := a[i] != 0, b[i] != 0
-		if x && y {
-			inter++
-		}
-		if x || y {
-			union++
-		}
-	}
-	if union == 0 {
-		return 1
-	}
-	return float64(inter) / float64(union)
-}
-
 // MODEL_SPEC §4–5 on the goldens, every case with at least one <at>: the reference's SAM pixels through the
 // engine's image encoder give its sam.image_embedding; its <at> hidden states and boxes with its embedding through
 // the engine's prompt encoder and mask decoder give its sam.sparse, sam.mask_logits_lowres and sam.iou, and the
@@ -99,7 +81,7 @@ func TestSAMMatchesReference(t *testing.T) {
 				for i := 0; i < got.N; i++ {
 					iouDiff = math.Max(iouDiff, math.Abs(float64(got.IoU[i])-float64(iouWant[i])))
 					want := masksWant.U8[i*width*height : (i+1)*width*height]
-					minIoU = math.Min(minIoU, maskIoU(got.Mask(i), want))
+					minIoU = math.Min(minIoU, MaskIoU(got.Mask(i), want))
 				}
 				t.Logf("embedding NMSE %.3g, sparse NMSE %.3g, lowres NMSE %.3g, max |Δiou| %.3g, min mask IoU %.6f",
 					embErr, sparseErr, lowresErr, iouDiff, minIoU)
