@@ -40,27 +40,56 @@ TileConfig tile_config() {
 }
 
 // x [rows, K] as B tiles: for row block rb, k-block kb and part p, the tile at ((rb·KB + kb)·3 + p)·512 holds in
-// its row j (a k-pair) the 16 rows' (x[r, k0 + 2j], x[r, k0 + 2j + 1]) parts. Rows past `rows` are zero.
-void pack_x(const float* x, int64_t rows, int64_t K, int64_t kblocks, std::vector<uint16_t>& buf, uint16_t** out) {
-    const int64_t row_blocks = (rows + kTile - 1) / kTile;
-    buf.assign(size_t(row_blocks * kblocks * kParts * kBTileElems + 32), 0);
-    uint16_t* base = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
-    for (int64_t r = 0; r < rows; ++r) {
-        const int64_t rb = r / kTile, col = r % kTile;
-        for (int64_t k = 0; k < kblocks * kKBlock; ++k) {
-            // Each part is the rounding of what the earlier parts left: exact differences, 8 more bits each.
-            const float v = x[r * K + k];
-            const uint16_t hi = f32_to_bf16(v);
-            const float rest = v - bf16_to_f32(hi);
-            const uint16_t mid = f32_to_bf16(rest);
-            const uint16_t lo = f32_to_bf16(rest - bf16_to_f32(mid));
-            const int64_t kb = k / kKBlock, j = (k % kKBlock) / 2, e = k % 2;
-            uint16_t* tile = base + (rb * kblocks + kb) * kParts * kBTileElems + j * 2 * kTile + col * 2 + e;
-            tile[0] = hi;
-            tile[kBTileElems] = mid;
-            tile[2 * kBTileElems] = lo;
+// its row j (a k-pair) the 16 rows' (x[r, k0 + 2j], x[r, k0 + 2j + 1]) parts — one dword per row and pair.
+//
+// Each part is the rounding (to nearest even, as f32_to_bf16) of what the earlier parts left: the differences are
+// exact in float32 and each part takes 8 more significant bits. One row's 32 values of a k-block become 16 dwords
+// (bf16 pairs) scattered one tile row apart.
+// The float32 value of each lane's bf16 rounding (to nearest even, as f32_to_bf16; x is finite).
+__attribute__((target("avx512f,avx512bw"))) inline __m512 bf16_round(__m512 v) {
+    const __m512i b = _mm512_castps_si512(v);
+    const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    const __m512i up = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+    return _mm512_castsi512_ps(_mm512_and_si512(up, _mm512_set1_epi32(int32_t(0xffff0000u))));
+}
+
+__attribute__((target("avx512f,avx512bw"))) void pack_row(const float* xr, int64_t kblocks, int64_t col,
+                                                          uint32_t* block) {
+    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i at = _mm512_add_epi32(_mm512_slli_epi32(lanes, 4), _mm512_set1_epi32(int32_t(col)));
+    // The high word of each of the 32 floats of two vectors, in order: word 2m + 1 of (a, b).
+    const __m512i high_words = _mm512_add_epi16(_mm512_slli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23,
+        22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 1), _mm512_set1_epi16(1));
+    for (int64_t kb = 0; kb < kblocks; ++kb) {
+        __m512 v0 = _mm512_loadu_ps(xr + kb * kKBlock), v1 = _mm512_loadu_ps(xr + kb * kKBlock + 16);
+        uint32_t* tile = block + kb * kParts * kBTileElems / 2;
+        for (int p = 0; p < kParts; ++p, tile += kBTileElems / 2) {
+            const __m512 r0 = bf16_round(v0), r1 = bf16_round(v1);
+            const __m512i pairs =
+                _mm512_permutex2var_epi16(_mm512_castps_si512(r0), high_words, _mm512_castps_si512(r1));
+            _mm512_i32scatter_epi32(tile, at, pairs, 4);
+            v0 = _mm512_sub_ps(v0, r0);
+            v1 = _mm512_sub_ps(v1, r1);
         }
     }
+}
+
+void pack_x(ThreadPool& pool, const float* x, int64_t rows, int64_t K, int64_t kblocks, std::vector<uint16_t>& buf,
+            uint16_t** out) {
+    const int64_t row_blocks = (rows + kTile - 1) / kTile, block_elems = kblocks * kParts * kBTileElems;
+    buf.resize(size_t(row_blocks * block_elems + 32));
+    uint16_t* base = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+    // Rows past the last are zero, so the tiles of the last block multiply zeros.
+    const int64_t tail = rows % kTile;
+    if (tail != 0) {
+        uint16_t* last = base + (row_blocks - 1) * block_elems;
+        std::fill(last, last + block_elems, uint16_t(0));
+    }
+    pool.parallel_for(rows, kTile, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            pack_row(x + r * K, kblocks, r % kTile, reinterpret_cast<uint32_t*>(base + (r / kTile) * block_elems));
+        }
+    });
     *out = base;
 }
 
@@ -152,7 +181,7 @@ void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut
     thread_local std::vector<std::vector<uint16_t>> padded;
     thread_local std::vector<OutTile> tiles;
     uint16_t* b = nullptr;
-    pack_x(x, rows, K, kblocks, packed, &b);
+    pack_x(pool, x, rows, K, kblocks, packed, &b);
     if (padded.size() < size_t(n)) padded.resize(size_t(n));
     tiles.clear();
     for (int32_t i = 0; i < n; ++i) {

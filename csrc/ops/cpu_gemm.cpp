@@ -1,10 +1,5 @@
 #include "ops/cpu_gemm.h"
 
-// GCC 12 flags the _mm512_undefined_ps() inside AVX-512 intrinsics as maybe-uninitialized (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>

@@ -1,11 +1,5 @@
 #include "ops/cpu_gemv.h"
 
-// GCC 12 flags the _mm512_undefined_* inside AVX-512 intrinsics as (maybe-)uninitialized (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 #include <algorithm>
 #include <cstdint>
 #include <vector>

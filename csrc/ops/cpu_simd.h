@@ -3,6 +3,13 @@
 // baseline x86-64 and only runs these on machines that have them.
 #pragma once
 
+// GCC 12 flags the _mm512_undefined_* inside AVX-512 intrinsics as (maybe-)uninitialized (GCC bug 105593); this
+// header is what every file with AVX-512 kernels includes, so the warnings are silenced for those files here.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 #include <cpuid.h>
 #include <immintrin.h>
 #include <sys/syscall.h>
