@@ -101,35 +101,37 @@ struct OutTile {
     const uint16_t* a;   // weight rows o.. (or the padded copy)
 };
 
-// y[r, o] = bias + C + the products past the last whole k-block, for the tile's valid outputs and rows.
-void store_tile(const OutTile& t, const float* c, const float* x, int64_t rows, int64_t K, int64_t body,
-                int64_t r0) {
+// y[first + r, o] = bias + C + the products past the last whole k-block, for the tile's valid outputs and the rows
+// r0 + r of x (rows of them in all).
+void store_tile(const OutTile& t, const float* c, const float* x, int64_t rows, int64_t K, int64_t body, int64_t r0,
+                int64_t first) {
     const Weight& w = *t.out->w;
     const int64_t valid_rows = std::min(kTile, rows - r0);
     float bias[kTile] = {};
     if (t.out->bias != nullptr) convert_row(*t.out->bias, t.o, t.count, bias);
     for (int64_t r = 0; r < valid_rows; ++r) {
-        float* y = t.out->y + (r0 + r) * w.rows + t.o;
+        float* y = t.out->y + (first + r0 + r) * w.rows + t.o;
         for (int64_t i = 0; i < t.count; ++i) y[i] = bias[i] + c[i * kTile + r];
     }
     if (body == K) return;
     for (int64_t r = 0; r < valid_rows; ++r) {
-        float* y = t.out->y + (r0 + r) * w.rows + t.o;
+        float* y = t.out->y + (first + r0 + r) * w.rows + t.o;
         for (int64_t i = 0; i < t.count; ++i) {
             for (int64_t k = body; k < K; ++k) y[i] += x[(r0 + r) * K + k] * weight_at(w, (t.o + i) * K + k);
         }
     }
 }
 
-// Output tiles [t0, t1) for all rows, two tiles at a time: both accumulators see each B tile once per k-block.
+// Output tiles [t0, t1) for the rows of x (output rows first…), two tiles at a time: both accumulators see each B tile
+// once per k-block.
 __attribute__((target("amx-tile,amx-bf16"))) void run_tiles(const std::vector<OutTile>& tiles, int64_t t0, int64_t t1, const uint16_t* b, const float* x,
-               int64_t rows, int64_t K, int64_t kblocks) {
+               int64_t rows, int64_t first, int64_t K, int64_t kblocks) {
     static const TileConfig config = tile_config();
     _tile_loadconfig(&config);
     alignas(64) float c[2][kTile * kTile];
     const int64_t row_blocks = (rows + kTile - 1) / kTile, stride = K * 2, body = kblocks * kKBlock;
     for (int64_t t = t0; t < t1; t += 2) {
-        const OutTile& first = tiles[size_t(t)];
+        const OutTile& first_tile = tiles[size_t(t)];
         const bool pair = t + 1 < t1;
         const OutTile& second = tiles[size_t(pair ? t + 1 : t)];
         for (int64_t rb = 0; rb < row_blocks; ++rb) {
@@ -140,7 +142,7 @@ __attribute__((target("amx-tile,amx-bf16"))) void run_tiles(const std::vector<Ou
                 _tile_loadd(4, bt, 64);
                 _tile_loadd(5, bt + kBTileElems, 64);
                 _tile_loadd(6, bt + 2 * kBTileElems, 64);
-                _tile_loadd(2, first.a + kb * kKBlock, stride);
+                _tile_loadd(2, first_tile.a + kb * kKBlock, stride);
                 _tile_dpbf16ps(0, 2, 4);
                 _tile_dpbf16ps(0, 2, 5);
                 _tile_dpbf16ps(0, 2, 6);
@@ -152,10 +154,10 @@ __attribute__((target("amx-tile,amx-bf16"))) void run_tiles(const std::vector<Ou
                 }
             }
             _tile_stored(0, c[0], kTile * 4);
-            store_tile(first, c[0], x, rows, K, body, rb * kTile);
+            store_tile(first_tile, c[0], x, rows, K, body, rb * kTile, first);
             if (pair) {
                 _tile_stored(1, c[1], kTile * 4);
-                store_tile(second, c[1], x, rows, K, body, rb * kTile);
+                store_tile(second, c[1], x, rows, K, body, rb * kTile, first);
             }
         }
     }
@@ -180,8 +182,6 @@ void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut
     thread_local std::vector<uint16_t> packed;
     thread_local std::vector<std::vector<uint16_t>> padded;
     thread_local std::vector<OutTile> tiles;
-    uint16_t* b = nullptr;
-    pack_x(pool, x, rows, K, kblocks, packed, &b);
     if (padded.size() < size_t(n)) padded.resize(size_t(n));
     tiles.clear();
     for (int32_t i = 0; i < n; ++i) {
@@ -202,9 +202,14 @@ void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut
     }
     // A thread_local named in the loop body would be each worker's own: the workers get this thread's by reference.
     const std::vector<OutTile>& all = tiles;
-    pool.parallel_for(int64_t(all.size()), 2, [&](int64_t t0, int64_t t1) {
-        run_tiles(all, t0, t1, b, x, rows, K, kblocks);
-    });
+    for (int64_t first = 0; first < rows; first += kAmxChunkRows) {
+        const int64_t chunk = std::min(kAmxChunkRows, rows - first);
+        uint16_t* b = nullptr;
+        pack_x(pool, x + first * K, chunk, K, kblocks, packed, &b);
+        pool.parallel_for(int64_t(all.size()), 2, [&](int64_t t0, int64_t t1) {
+            run_tiles(all, t0, t1, b, x + first * K, chunk, first, K, kblocks);
+        });
+    }
 }
 
 }  // namespace nc::ops

@@ -15,6 +15,10 @@ namespace nc::ops {
 // tiles do (measured on 5632×2048 bf16, 2 cores: equal at 4 rows, the tiles 1.6× faster at 8, 3.5× at 16).
 constexpr int64_t kAmxMinRows = 5;
 
+// Rows of x packed and multiplied at a time: bounds the packed copy (3 bf16 parts: 1.5× the chunk's floats, 17 MB
+// at K = 11008) while every weight is read once per 256 rows — far less time than those rows' products take.
+constexpr int64_t kAmxChunkRows = 256;
+
 // Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows, every weight
 // bf16, one input width ≥ 32.
 bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);
