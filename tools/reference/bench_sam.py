@@ -27,14 +27,14 @@ from nextchat_ref.sam import SamReference  # noqa: E402
 PREFIXES = ("sam.model.", "seg_prompt_mlp.")
 
 
-def load_sam_weights(model_dir) -> dict:
-    """SAM's and seg_prompt_mlp's tensors only, as float32."""
+def load_sam_weights(model_dir, dtype) -> dict:
+    """SAM's and seg_prompt_mlp's tensors only, in the compute dtype."""
     out = {}
     for f in checkpoint.weight_files(model_dir):
         with safe_open(str(f), framework="pt") as st:
             for name in st.keys():
                 if name.startswith(PREFIXES):
-                    out[name] = st.get_tensor(name).float()
+                    out[name] = st.get_tensor(name).to(dtype)
     return out
 
 
@@ -55,22 +55,25 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=8, help="locations per mask-decoder call")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="compute dtype: bfloat16 runs PyTorch's oneDNN bf16 kernels (AMX where the CPU has it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = checkpoint.load_config(args.model)
-    weights = load_sam_weights(args.model)
+    dtype = getattr(torch, args.dtype)
+    weights = load_sam_weights(args.model, dtype)
     sam = SamReference(cfg)
     sam.load_state_dict(checkpoint.take(weights, "sam.model."), strict=True)
-    sam.eval()
+    sam.to(dtype).eval()
     hidden, tokens, dim = cfg["hidden_size"], cfg["seg_prompt_tokens"], cfg["sam_config"]["prompt_embed_dim"]
     seg_prompt_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, tokens * dim))
     seg_prompt_mlp.load_state_dict(checkpoint.take(weights, "seg_prompt_mlp."), strict=True)
-    seg_prompt_mlp.eval()
+    seg_prompt_mlp.to(dtype).eval()
     del weights
 
     s = cfg["sam_config"]["image_size"]
     gen = torch.Generator().manual_seed(0)
-    pixels = torch.rand((3, s, s), generator=gen) * 4.7 - 2.1
+    pixels = torch.rand((3, s, s), generator=gen).mul(4.7).sub(2.1).to(dtype)
     embedding = None
 
     def encode():
@@ -80,9 +83,9 @@ def main():
     enc_seconds = fastest(encode, args.repeat)
 
     n = args.prompts
-    at_hidden = torch.randn((n, hidden), generator=gen)
+    at_hidden = torch.randn((n, hidden), generator=gen).to(dtype)
     xy = torch.rand((n, 2), generator=gen) * 0.6
-    boxes = torch.cat([xy, xy + 0.1 + torch.rand((n, 2), generator=gen) * 0.3], dim=1)
+    boxes = torch.cat([xy, xy + 0.1 + torch.rand((n, 2), generator=gen) * 0.3], dim=1).to(dtype)
 
     def decode():
         llm_tokens = seg_prompt_mlp(at_hidden).view(n, tokens, dim)
@@ -92,7 +95,7 @@ def main():
     dec_seconds = fastest(decode, args.repeat)
     print(json.dumps({
         "implementation": f"pytorch {torch.__version__} eager, segment-anything ImageEncoderViT / PromptEncoder / "
-                          "MaskDecoder + seg_prompt_mlp, float32",
+                          f"MaskDecoder + seg_prompt_mlp, {args.dtype}",
         "threads": args.threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "encoder_run_seconds": enc_seconds,

@@ -1,8 +1,8 @@
 """PyTorch eager side of `nextchat bench vision` (issue "Vision").
 
 Loads a nextchat model directory's CLIP tower and projector (only those tensors: a 7b checkpoint does not fit in
-memory as fp32) into transformers 4.31's CLIPVisionModel and the reference projector, runs them eagerly in fp32 on
-the CPU with the given thread count over --images synthetic CLIP-normalized images in one batch, and prints one
+memory as fp32) into transformers 4.31's CLIPVisionModel and the reference projector, runs them eagerly in fp32 (or
+--dtype bfloat16) on the CPU with the given thread count over --images synthetic CLIP-normalized images in one batch, and prints one
 JSON object with images/s (fastest of --repeat runs after a warm-up).
 
 By default the tower is cut to the layers the engine runs (hidden_states[select_layer], MODEL_SPEC §1.2: 23 of 24),
@@ -26,14 +26,14 @@ from nextchat_ref.vision import VisionTower, build_projector  # noqa: E402
 PREFIXES = ("model.vision_tower.", "model.mm_projector.")
 
 
-def load_vision_weights(model_dir) -> dict:
-    """The tower's and the projector's tensors only, as float32."""
+def load_vision_weights(model_dir, dtype) -> dict:
+    """The tower's and the projector's tensors only, in the compute dtype."""
     out = {}
     for f in checkpoint.weight_files(model_dir):
         with safe_open(str(f), framework="pt") as st:
             for name in st.keys():
                 if name.startswith(PREFIXES):
-                    out[name] = st.get_tensor(name).float()
+                    out[name] = st.get_tensor(name).to(dtype)
     return out
 
 
@@ -51,16 +51,19 @@ def main():
     ap.add_argument("--images", type=int, default=4, help="images per timed run, in one batch")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--as-reference", action="store_true", help="run every CLIP layer, as nextchat_ref does")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="compute dtype: bfloat16 runs PyTorch's oneDNN bf16 kernels (AMX where the CPU has it)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = checkpoint.load_config(args.model)
-    weights = load_vision_weights(args.model)
+    dtype = getattr(torch, args.dtype)
+    weights = load_vision_weights(args.model, dtype)
     tower = VisionTower(cfg)
     tower.clip.load_state_dict(checkpoint.take(weights, "model.vision_tower."), strict=True)
     projector = build_projector(cfg)
     projector.load_state_dict(checkpoint.take(weights, "model.mm_projector."), strict=True)
-    tower.eval()
-    projector.eval()
+    tower.to(dtype).eval()
+    projector.to(dtype).eval()
     del weights
     run = layers_run(cfg)
 
@@ -76,7 +79,7 @@ def main():
 
     v = cfg["vision_config"]
     gen = torch.Generator().manual_seed(0)
-    pixels = torch.rand((args.images, 3, v["image_size"], v["image_size"]), generator=gen) * 4 - 1.8
+    pixels = torch.rand((args.images, 3, v["image_size"], v["image_size"]), generator=gen).mul(4).sub(1.8).to(dtype)
     encode(pixels[:1])  # warm-up
     seconds = []
     for _ in range(args.repeat):
@@ -85,7 +88,7 @@ def main():
         seconds.append(time.perf_counter() - t0)
 
     print(json.dumps({
-        "implementation": f"pytorch {torch.__version__} eager, transformers 4.31 CLIPVisionModel + projector, float32",
+        "implementation": f"pytorch {torch.__version__} eager, transformers 4.31 CLIPVisionModel + projector, {args.dtype}",
         "layers": run if not args.as_reference else v["num_hidden_layers"],
         "threads": args.threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
