@@ -10,17 +10,17 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/config"
 	"github.com/nextchat/nextchat/internal/safetensors"
+	"github.com/nextchat/nextchat/internal/shards"
 )
 
 // File names inside a model directory.
 const (
 	ConfigFile           = "config.json"
-	IndexFile            = "model.safetensors.index.json"
+	IndexFile            = shards.IndexFile
 	TokenizerFile        = "tokenizer.model"
 	GenerationConfigFile = "generation_config.json"
 )
@@ -92,7 +92,7 @@ func (d *Dir) readConfig() error {
 // weightFiles lists the weight files: those the index names, or every *.safetensors without an index.
 // With an index it also returns the name → file map to check the headers against.
 func (d *Dir) weightFiles() ([]string, map[string]string, error) {
-	data, err := os.ReadFile(filepath.Join(d.Path, IndexFile))
+	index, files, err := shards.ReadIndex(d.Path, IndexFile)
 	if errors.Is(err, os.ErrNotExist) {
 		files, err := filepath.Glob(filepath.Join(d.Path, "*.safetensors"))
 		if err != nil {
@@ -108,30 +108,7 @@ func (d *Dir) weightFiles() ([]string, map[string]string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	var index struct {
-		WeightMap map[string]string `json:"weight_map"`
-	}
-	if err := json.Unmarshal(data, &index); err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %v", ErrInvalid, IndexFile, err)
-	}
-	if len(index.WeightMap) == 0 {
-		return nil, nil, fmt.Errorf("%w: %s has an empty weight_map", ErrInvalid, IndexFile)
-	}
-	seen := map[string]bool{}
-	var files []string
-	for name, file := range index.WeightMap {
-		// Only plain names: an index must not point outside its directory.
-		if file != filepath.Base(file) || file == "." || file == ".." || strings.ContainsRune(file, os.PathSeparator) {
-			return nil, nil, fmt.Errorf("%w: %s maps %s to %q, which is not a file name in the directory",
-				ErrInvalid, IndexFile, name, file)
-		}
-		if !seen[file] {
-			seen[file] = true
-			files = append(files, filepath.Join(d.Path, file))
-		}
-	}
-	sort.Strings(files)
-	return files, index.WeightMap, nil
+	return files, index, nil
 }
 
 // readHeaders parses every header and checks the tensors: supported dtype, no name stored twice, and with
