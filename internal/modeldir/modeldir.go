@@ -114,7 +114,7 @@ func (d *Dir) weightFiles() ([]string, map[string]string, error) {
 // readHeaders parses every header and checks the tensors: supported dtype, no name stored twice, and with
 // an index, each tensor in the file the index says and every indexed tensor present.
 func (d *Dir) readHeaders(files []string, index map[string]string) error {
-	where := map[string]string{}
+	located := shards.NewLocator(IndexFile, index)
 	for i, path := range files {
 		h, err := safetensors.ReadHeaderFile(path)
 		if err != nil {
@@ -122,25 +122,19 @@ func (d *Dir) readHeaders(files []string, index map[string]string) error {
 		}
 		base := filepath.Base(path)
 		for _, t := range h.Tensors {
-			if prev, dup := where[t.Name]; dup {
-				return fmt.Errorf("%w: tensor %s is stored in both %s and %s", ErrInvalid, t.Name, prev, base)
+			if err := located.Add(t.Name, base); err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalid, err)
 			}
-			where[t.Name] = base
 			if _, err := bindingsDType(t.DType); err != nil {
 				return fmt.Errorf("%w: %s: tensor %s: %v", ErrInvalid, base, t.Name, err)
-			}
-			if index != nil && index[t.Name] != base {
-				return fmt.Errorf("%w: tensor %s is in %s but %s maps it to %q", ErrInvalid, t.Name, base, IndexFile, index[t.Name])
 			}
 			d.Tensors = append(d.Tensors, Tensor{Tensor: t, File: i})
 		}
 		d.Files = append(d.Files, path)
 		d.Headers = append(d.Headers, h)
 	}
-	for name, file := range index {
-		if _, ok := where[name]; !ok {
-			return fmt.Errorf("%w: %s maps %s to %s, which does not hold it", ErrInvalid, IndexFile, name, file)
-		}
+	if err := located.Complete(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil
 }

@@ -206,3 +206,38 @@ func CopyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// Locator records which file holds each tensor of a sharded directory and checks that against the index:
+// no tensor in two files, each in the file the index names, every indexed tensor found.
+type Locator struct {
+	indexName string
+	index     map[string]string // nil: no index
+	where     map[string]string
+}
+
+// NewLocator starts an empty record; index may be nil (a directory without one).
+func NewLocator(indexName string, index map[string]string) *Locator {
+	return &Locator{indexName: indexName, index: index, where: map[string]string{}}
+}
+
+// Add records that file (a base name) holds tensor name.
+func (l *Locator) Add(name, file string) error {
+	if prev, dup := l.where[name]; dup {
+		return fmt.Errorf("%w: tensor %s is stored in both %s and %s", ErrIndex, name, prev, file)
+	}
+	l.where[name] = file
+	if l.index != nil && l.index[name] != file {
+		return fmt.Errorf("%w: tensor %s is in %s but %s maps it to %q", ErrIndex, name, file, l.indexName, l.index[name])
+	}
+	return nil
+}
+
+// Complete checks that every tensor the index names was found.
+func (l *Locator) Complete() error {
+	for name, file := range l.index {
+		if _, ok := l.where[name]; !ok {
+			return fmt.Errorf("%w: %s maps %s to %s, which does not hold it", ErrIndex, l.indexName, name, file)
+		}
+	}
+	return nil
+}

@@ -104,3 +104,20 @@ func TestReadIndexRefusesUntrustedIndexes(t *testing.T) {
 	_, _, err := ReadIndex(t.TempDir(), IndexFile)
 	assert.ErrorIs(t, err, os.ErrNotExist)
 }
+
+func TestLocator(t *testing.T) {
+	l := NewLocator(IndexFile, map[string]string{"a": "x.safetensors", "b": "y.safetensors", "c": "y.safetensors"})
+	require.NoError(t, l.Add("a", "x.safetensors"))
+	err := l.Add("a", "y.safetensors")
+	require.ErrorIs(t, err, ErrIndex)
+	assert.Contains(t, err.Error(), "tensor a is stored in both x.safetensors and y.safetensors")
+	err = l.Add("b", "x.safetensors")
+	assert.Contains(t, err.Error(), `tensor b is in x.safetensors but model.safetensors.index.json maps it to "y.safetensors"`)
+	err = l.Complete()
+	require.ErrorIs(t, err, ErrIndex)
+	assert.Contains(t, err.Error(), "maps c to y.safetensors, which does not hold it")
+
+	free := NewLocator(IndexFile, nil)
+	require.NoError(t, free.Add("a", "x.safetensors"))
+	require.NoError(t, free.Complete(), "without an index only duplicates are errors")
+}
