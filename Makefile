@@ -91,10 +91,13 @@ goldens: all ref-venv
 	$(REF_PY) tools/reference/tokenizer_goldens.py --tokenizer $(TOKENIZER_MODEL) --out testdata/golden/tokenizer
 	$(REF_PY) tools/reference/image_goldens.py --out testdata/golden/image
 	$(REF_PY) tools/reference/make_model_goldens.py
+	$(REF_PY) tools/reference/make_bin_fixture.py
+	$(REF_PY) internal/torchbin/testdata/make_fuzz_seeds.py
 	$(REF_PY) tools/reference/selfcheck.py
 
 goldens-verify: all ref-venv
 	$(REF_PY) tools/reference/make_model_goldens.py --verify
+	$(REF_PY) tools/reference/make_bin_fixture.py --verify
 	$(REF_PY) tools/reference/selfcheck.py
 
 FUZZTIME ?= 60s
