@@ -66,14 +66,20 @@ func TestReadsWhatTorchSaveWrites(t *testing.T) {
 // The seeds are real torch.save output: every one reads, and the views land on the right halves.
 func TestReadsTorchSaveOutput(t *testing.T) {
 	seeds := seedArchives(t)
-	require.Len(t, seeds, 4)
+	require.Len(t, seeds, 5)
 	for name, data := range seeds {
 		_, err := readBytes(data)
 		require.NoError(t, err, name)
 	}
+	zip64, err := readBytes(seeds["zip64"])
+	require.NoError(t, err)
 	data := seeds["views_and_scalars"]
 	tensors, err := readBytes(data)
 	require.NoError(t, err)
+	require.Len(t, zip64, len(tensors))
+	for i, tn := range tensors {
+		assert.Equal(t, tensorBytes(data, tn), tensorBytes(seeds["zip64"], zip64[i]), "zip64 records place %s the same", tn.Name)
+	}
 	byName := map[string]Tensor{}
 	for _, tn := range tensors {
 		byName[tn.Name] = tn

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Seed archives for FuzzRead and FuzzUnpickle (testdata/seeds/*.pt): what torch.save really writes — a module's
-state_dict (with its _metadata), a plain dict of bf16/fp16 views and scalars, protocol 4, a saved Parameter.
-The fuzz targets add each file (FuzzUnpickle its data.pkl). Deterministic: torch.save output depends only on
-the objects. Usage: python make_fuzz_seeds.py (the tools/reference venv)."""
+state_dict (with its _metadata), a plain dict of bf16/fp16 views and scalars, protocol 4, a saved Parameter —
+and one archive rewritten with zip64 records, which torch writes once a shard passes 4 GB (the release's are
+5 GB). The fuzz targets add each file (FuzzUnpickle its data.pkl). Deterministic: torch.save output depends only
+on the objects. Usage: python make_fuzz_seeds.py (the tools/reference venv)."""
 import collections
 import io
+import zipfile
 from pathlib import Path
 
 import torch
@@ -16,6 +18,16 @@ def saved(obj, **kw) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf, **kw)
     return buf.getvalue()
+
+
+def as_zip64(archive: bytes) -> bytes:
+    """The same entries, stored, each with zip64 extra fields (zipfile pins their timestamps)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            with dst.open(zipfile.ZipInfo(info.filename, date_time=(2024, 1, 1, 0, 0, 0)), "w", force_zip64=True) as f:
+                f.write(src.read(info))
+    return out.getvalue()
 
 
 def main():
@@ -31,6 +43,7 @@ def main():
         "protocol4": saved({"x": torch.ones(2, dtype=torch.float16)}, pickle_protocol=4),
         "parameter": saved({"p": torch.nn.Parameter(torch.ones(2, 2))}),
     }
+    archives["zip64"] = as_zip64(archives["views_and_scalars"])
     out = HERE / "seeds"
     out.mkdir(exist_ok=True)
     for name, archive in archives.items():
