@@ -208,6 +208,8 @@ func TestRefusesHostileAndMalformedCheckpoints(t *testing.T) {
 		{name: "mark bomb", pkl: append(prefix().b, bytes.Repeat([]byte{opMark}, maxStack+1)...), is: ErrLimit, want: "open marks"},
 		{name: "wrong arity", pkl: prefix().global("torch._utils", "_rebuild_tensor_v2").op(opEmptyTuple, opReduce).b,
 			is: ErrMalformed, want: "_rebuild_tensor_v2 with 0 arguments"},
+		{name: "storage beyond the file", archive: pastTheEnd(t), is: ErrMalformed,
+			want: "archive/data/0 (1073741824 bytes at offset"},
 		{name: "compressed storage", archive: archiveBytes(t, zipEntry{name: "a/data.pkl", data: stateDictPickle(ok)},
 			zipEntry{name: "a/data/0", data: seq(8, 0), compress: true}), is: ErrUnsupported, want: "is compressed"},
 		{name: "big-endian", archive: archiveBytes(t, zipEntry{name: "a/data.pkl", data: stateDictPickle(ok)},
@@ -234,6 +236,20 @@ func TestRefusesHostileAndMalformedCheckpoints(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// pastTheEnd is an archive whose zip directory claims a 1 GiB storage entry (and a pickle declaring as much)
+// in a file of a few hundred bytes.
+func pastTheEnd(t *testing.T) []byte {
+	const n = 1 << 29 // F16 elements
+	data := checkpoint(t, stateDictPickle(fakeTensor{name: "w", class: "HalfStorage", key: "0", numel: n, shape: []int64{n}}),
+		map[string][]byte{"0": seq(8, 0)})
+	// The directory lists the name last; its 46-byte header starts with the central-directory signature.
+	entry := bytes.LastIndex(data, []byte("archive/data/0")) - 46
+	require.Equal(t, []byte("PK\x01\x02"), data[entry:entry+4])
+	binary.LittleEndian.PutUint32(data[entry+20:], 2*n) // compressed size
+	binary.LittleEndian.PutUint32(data[entry+24:], 2*n) // uncompressed size
+	return data
 }
 
 // The bound on data.pkl is checked against the zip's declared size before anything is read.
