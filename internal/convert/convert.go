@@ -84,52 +84,20 @@ func Convert(ctx context.Context, o Options) (Report, error) {
 	if err := checkOptions(o); err != nil {
 		return rep, err
 	}
-	rawConfig, err := os.ReadFile(filepath.Join(o.From, modeldir.ConfigFile))
-	if err != nil {
-		return rep, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	cfg, err := parseConfig(rawConfig)
+	in, err := readInput(o, &rep)
 	if err != nil {
 		return rep, err
 	}
-	spec, err := bindings.Spec(cfg)
-	if err != nil {
-		return rep, err
-	}
-	src, err := openSource(o.From)
-	if err != nil {
-		return rep, err
-	}
-	defer src.Close()
-	rep.Format, rep.InputFiles, rep.InputBytes = src.format, len(src.files), src.bytes
-	tensors := src.tensors
-	var replaced []Dropped
-	if o.CLIP != "" {
-		clip, err := openSource(o.CLIP)
-		if err != nil {
-			return rep, fmt.Errorf("--clip: %w", err)
-		}
-		defer clip.Close()
-		if tensors, replaced, err = substituteCLIP(tensors, clip.tensors); err != nil {
-			return rep, err
-		}
-		rep.CLIPFrom = o.CLIP
-	}
-	sel, err := selectTensors(spec, tensors, o.DType, o.KeepUnused)
-	if err != nil {
-		return rep, err
-	}
-	rep.Dropped = append(replaced, sel.dropped...)
-
+	defer in.Close()
 	tmp, err := makeTempDir(o.To)
 	if err != nil {
 		return rep, err
 	}
 	defer os.RemoveAll(tmp) // after the rename this is a no-op
-	if err := writeModel(ctx, o, tmp, sel, rawConfig, cfg, &rep); err != nil {
+	if err := writeModel(ctx, o, tmp, in, &rep); err != nil {
 		return rep, err
 	}
-	if err := checkLoads(tmp, cfg); err != nil {
+	if err := checkLoads(tmp, in.cfg); err != nil {
 		return rep, err
 	}
 	if err := replaceDir(tmp, o.To); err != nil {
@@ -137,6 +105,66 @@ func Convert(ctx context.Context, o Options) (Report, error) {
 	}
 	rep.Seconds = time.Since(start).Seconds()
 	return rep, nil
+}
+
+// input is what a conversion reads: the release's config and the tensors to write, with their files open.
+type input struct {
+	rawConfig []byte
+	cfg       config.Config
+	sel       selection
+	sources   []*source
+}
+
+func (in *input) Close() error {
+	var errs []error
+	for _, s := range in.sources {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// readInput reads the config, opens the weights (and --clip's), and selects the tensors against the spec.
+func readInput(o Options, rep *Report) (_ *input, err error) {
+	in := &input{}
+	defer func() {
+		if err != nil {
+			in.Close()
+		}
+	}()
+	if in.rawConfig, err = os.ReadFile(filepath.Join(o.From, modeldir.ConfigFile)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if in.cfg, err = parseConfig(in.rawConfig); err != nil {
+		return nil, err
+	}
+	spec, err := bindings.Spec(in.cfg)
+	if err != nil {
+		return nil, err
+	}
+	src, err := openSource(o.From)
+	if err != nil {
+		return nil, err
+	}
+	in.sources = append(in.sources, src)
+	rep.Format, rep.InputFiles, rep.InputBytes = src.format, len(src.files), src.bytes
+	tensors := src.tensors
+	var replaced []Dropped
+	if o.CLIP != "" {
+		clip, err := openSource(o.CLIP)
+		if err != nil {
+			return nil, fmt.Errorf("--clip: %w", err)
+		}
+		in.sources = append(in.sources, clip)
+		if tensors, replaced, err = substituteCLIP(tensors, clip.tensors); err != nil {
+			return nil, err
+		}
+		rep.CLIPFrom = o.CLIP
+	}
+	if in.sel, err = selectTensors(spec, tensors, o.DType, o.KeepUnused); err != nil {
+		return nil, err
+	}
+	rep.Dropped = append(replaced, in.sel.dropped...)
+	return in, nil
 }
 
 // checkOptions refuses, before reading anything, what would destroy data: an output that is the input (or
@@ -207,11 +235,11 @@ func parseConfig(raw []byte) (config.Config, error) {
 }
 
 // writeModel writes the weights, the side files and config.json into dir.
-func writeModel(ctx context.Context, o Options, dir string, sel selection, rawConfig []byte, cfg config.Config, rep *Report) error {
-	layout := make([]safetensors.TensorSpec, len(sel.kept))
-	byName := make(map[string]keptTensor, len(sel.kept))
+func writeModel(ctx context.Context, o Options, dir string, in *input, rep *Report) error {
+	layout := make([]safetensors.TensorSpec, len(in.sel.kept))
+	byName := make(map[string]keptTensor, len(in.sel.kept))
 	bytesByDType := map[safetensors.DType]int64{}
-	for i, k := range sel.kept {
+	for i, k := range in.sel.kept {
 		layout[i] = safetensors.TensorSpec{Name: k.src.name, DType: k.out, Shape: k.src.shape}
 		byName[k.src.name] = k
 		n := k.src.numel
@@ -246,7 +274,7 @@ func writeModel(ctx context.Context, o Options, dir string, sel selection, rawCo
 	if err := copySideFiles(o, dir, rep); err != nil {
 		return err
 	}
-	out, err := translateConfig(rawConfig, cfg, bytesByDType)
+	out, err := translateConfig(in.rawConfig, in.cfg, bytesByDType)
 	if err != nil {
 		return err
 	}
