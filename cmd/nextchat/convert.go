@@ -69,7 +69,7 @@ func outputDType(s string) (safetensors.DType, error) {
 // dropReasons explain each kind of dropped tensor, in the order they are listed.
 var dropReasons = []struct{ reason, why string }{
 	{convert.DropUnused, "never read by the engine (MODEL_SPEC §7.2; --keep-unused keeps them)"},
-	{convert.DropBuffer, "buffers the engine recomputes (rotary inv_freq, CLIP position_ids)"},
+	{convert.DropBuffer, "buffers the engine recomputes (rotary inv_freq, CLIP position_ids, SAM pixel_mean/std)"},
 	{convert.DropReplaced, "the checkpoint's CLIP copy, replaced by --clip"},
 	{convert.DropUnknown, "not NExT-Chat tensors (check the checkpoint is the one you meant)"},
 }

@@ -12,7 +12,7 @@ import (
 // Why a tensor of the input is not written.
 const (
 	DropUnused   = "unused"   // in the spec, never read by the engine (MODEL_SPEC §7.2)
-	DropBuffer   = "buffer"   // a buffer the engine recomputes: rotary inv_freq, CLIP position_ids
+	DropBuffer   = "buffer"   // a buffer the engine recomputes or has as constants: inv_freq, position_ids, SAM pixel stats
 	DropUnknown  = "unknown"  // not a NExT-Chat tensor at all
 	DropReplaced = "replaced" // the checkpoint's CLIP copy, when --clip supplies the tower
 )
@@ -110,10 +110,13 @@ func problemsError(problems []string, missingCLIP bool) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, msg)
 }
 
-// isBuffer recognises the non-parameter buffers older transformers versions saved: the engine recomputes
-// RoPE frequencies and CLIP positions (MODEL_SPEC §7.2).
+// bufferSuffixes name the non-parameter buffers a checkpoint may carry, depending on the library versions that
+// saved it: the engine recomputes RoPE frequencies and CLIP positions (§7.2) and has SAM's pixel statistics as
+// constants (§4).
+var bufferSuffixes = []string{".rotary_emb.inv_freq", ".embeddings.position_ids", ".pixel_mean", ".pixel_std"}
+
 func isBuffer(name string) bool {
-	return strings.HasSuffix(name, ".rotary_emb.inv_freq") || strings.HasSuffix(name, ".embeddings.position_ids")
+	return slices.ContainsFunc(bufferSuffixes, func(suffix string) bool { return strings.HasSuffix(name, suffix) })
 }
 
 func isFloat(d safetensors.DType) bool {
