@@ -70,8 +70,7 @@ func (a *Archive) Close() error { return a.file.Close() }
 func Read(r io.ReaderAt, size int64) ([]Tensor, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v (torch.save before 1.6 wrote a bare pickle: re-save it with a current torch)",
-			ErrNotArchive, err)
+		return nil, notZip(r, err)
 	}
 	entries := map[string]*zip.File{}
 	var prefixes []string
@@ -108,6 +107,20 @@ func Read(r io.ReaderAt, size int64) ([]Tensor, error) {
 		placed[key] = off
 	}
 	return stateDict(root, placed)
+}
+
+// notZip says what a file that is not a readable zip looks like: a damaged zip (an incomplete download), a
+// pre-1.6 torch.save (a bare pickle), or something else.
+func notZip(r io.ReaderAt, err error) error {
+	magic := make([]byte, 4)
+	n, _ := r.ReadAt(magic, 0)
+	switch {
+	case n == 4 && string(magic) == "PK\x03\x04":
+		return fmt.Errorf("%w: the zip archive is truncated or damaged (an incomplete download?): %v", ErrMalformed, err)
+	case n >= 1 && magic[0] == opProto:
+		return fmt.Errorf("%w: a bare pickle, as torch.save wrote before 1.6: re-save it with a current torch", ErrNotArchive)
+	}
+	return fmt.Errorf("%w: %v", ErrNotArchive, err)
 }
 
 func checkByteOrder(f *zip.File) error {

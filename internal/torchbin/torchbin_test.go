@@ -216,7 +216,10 @@ func TestRefusesHostileAndMalformedCheckpoints(t *testing.T) {
 			zipEntry{name: "a/byteorder", data: []byte("big")}, zipEntry{name: "a/data/0", data: seq(8, 0)}), is: ErrUnsupported, want: `byte order "big"`},
 		{name: "two data.pkl", archive: archiveBytes(t, zipEntry{name: "a/data.pkl"}, zipEntry{name: "b/data.pkl"}), is: ErrNotArchive, want: "2 top-level data.pkl"},
 		{name: "duplicate zip entry", archive: archiveBytes(t, zipEntry{name: "a/data.pkl"}, zipEntry{name: "a/data.pkl"}), is: ErrMalformed, want: "appears twice"},
-		{name: "legacy pickle file", archive: stateDictPickle(ok), is: ErrNotArchive, want: "re-save it with a current torch"},
+		{name: "legacy pickle file", archive: stateDictPickle(ok), is: ErrNotArchive, want: "a bare pickle, as torch.save wrote before 1.6"},
+		{name: "truncated download", archive: checkpoint(t, stateDictPickle(ok), okData)[:300], is: ErrMalformed,
+			want: "the zip archive is truncated or damaged (an incomplete download?)"},
+		{name: "not a checkpoint at all", archive: []byte("<html>404</html>"), is: ErrNotArchive, want: "zip: not a valid zip file"},
 		{name: "not a checkpoint", archive: archiveBytes(t, zipEntry{name: "readme.txt", data: []byte("hi")}), is: ErrNotArchive, want: "0 top-level data.pkl"},
 	}
 	for _, tc := range tests {
