@@ -105,6 +105,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseHeader -fuzztime=$(FUZZTIME) ./internal/safetensors/
 	$(GO) test -run='^$$' -fuzz=FuzzUnpickle -fuzztime=$(FUZZTIME) ./internal/torchbin/
 	$(GO) test -run='^$$' -fuzz=FuzzRead -fuzztime=$(FUZZTIME) ./internal/torchbin/
+	$(GO) test -run='^$$' -fuzz=FuzzPickleInArchive -fuzztime=$(FUZZTIME) ./internal/torchbin/
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CUDA) bin out
