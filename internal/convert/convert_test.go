@@ -155,6 +155,13 @@ func TestSafetensorsSourceGivesTheSameModel(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, FormatSafetensors, rep.Format)
 	assert.Equal(t, readModel(t, fromBin), readModel(t, fromST))
+
+	// Both formats in one directory: the safetensors are read, no pickle is opened (the .bin here is hostile).
+	both := safetensorsRelease(t, 0, nil)
+	writeZip(t, filepath.Join(both, "pytorch_model.bin"), []byte("\x80\x02cos\nsystem\n."))
+	rep, _, err = convertFixture(t, func(o *Options) { o.From = both })
+	require.NoError(t, err)
+	assert.Equal(t, FormatSafetensors, rep.Format)
 }
 
 // --clip takes the vision tower from an openai CLIP checkpoint (vision_model.* names, float32, a text tower
