@@ -24,7 +24,7 @@ help:
 	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion)"
 	@echo "make bench-compare BENCH_MODEL=DIR  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
-	@echo "make fuzz       run the safetensors header fuzzer for FUZZTIME (default 60s)"
+	@echo "make fuzz       run the safetensors header and torch checkpoint fuzzers, each for FUZZTIME (default 60s)"
 	@echo "make goldens    regenerate every golden with the PyTorch reference (venv REF_VENV=$(REF_VENV))"
 	@echo "make goldens-verify  regenerate elsewhere and compare byte for byte with testdata/golden"
 	@echo "make clean      remove build outputs"
@@ -91,15 +91,21 @@ goldens: all ref-venv
 	$(REF_PY) tools/reference/tokenizer_goldens.py --tokenizer $(TOKENIZER_MODEL) --out testdata/golden/tokenizer
 	$(REF_PY) tools/reference/image_goldens.py --out testdata/golden/image
 	$(REF_PY) tools/reference/make_model_goldens.py
+	$(REF_PY) tools/reference/make_bin_fixture.py
+	$(REF_PY) internal/torchbin/testdata/make_fuzz_seeds.py
 	$(REF_PY) tools/reference/selfcheck.py
 
 goldens-verify: all ref-venv
 	$(REF_PY) tools/reference/make_model_goldens.py --verify
+	$(REF_PY) tools/reference/make_bin_fixture.py --verify
 	$(REF_PY) tools/reference/selfcheck.py
 
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParseHeader -fuzztime=$(FUZZTIME) ./internal/safetensors/
+	$(GO) test -run='^$$' -fuzz=FuzzUnpickle -fuzztime=$(FUZZTIME) ./internal/torchbin/
+	$(GO) test -run='^$$' -fuzz=FuzzRead -fuzztime=$(FUZZTIME) ./internal/torchbin/
+	$(GO) test -run='^$$' -fuzz=FuzzPickleInArchive -fuzztime=$(FUZZTIME) ./internal/torchbin/
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CUDA) bin out

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -111,9 +110,7 @@ func benchCommand() command {
 					return err
 				}
 				if *asJSON {
-					enc := json.NewEncoder(e.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(r)
+					return printJSON(e.stdout, r)
 				}
 				return writeBench(e.stdout, r)
 			}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/progress"
+	"github.com/nextchat/nextchat/internal/shards"
 	"github.com/nextchat/nextchat/internal/synth"
 )
 
@@ -19,7 +20,7 @@ const defaultTokenizer = "../shared/testdata/tokenizer/llama.model"
 
 func genCommand() command {
 	return command{
-		name: "gen",
+		name:    "gen",
 		summary: "write a deterministic synthetic checkpoint (RANDOM weights, official tensor names) for tests and benchmarks",
 		usage:   "--config tiny|small|7b|FILE.json --out DIR [--seed N] [--dtype bf16|f16|f32]",
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
@@ -28,7 +29,7 @@ func genCommand() command {
 			seed := fs.Uint64("seed", 0, "random seed; same seed, config and dtype give identical files")
 			dtype := fs.String("dtype", "f32", "storage dtype: bf16, f16 or f32")
 			tokenizer := fs.String("tokenizer", defaultTokenizer, "tokenizer.model to copy into the checkpoint")
-			shard := fs.Int64("shard-bytes", synth.DefaultShardBytes, "largest weight file before sharding")
+			shard := fs.Int64("shard-bytes", shards.DefaultBytes, "largest weight file before sharding")
 			force := fs.Bool("force", false, "overwrite a directory that already holds a model")
 			return func(ctx context.Context, e *env, args []string) error {
 				if *out == "" || len(args) > 0 {

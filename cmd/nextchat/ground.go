@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/pflag"
@@ -68,9 +67,7 @@ func groundCommand() command {
 					for i := range args {
 						out[i] = groundJSON{Expression: args[i], locationJSON: described[i]}
 					}
-					enc := json.NewEncoder(e.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(out)
+					return printJSON(e.stdout, out)
 				}
 				for i, l := range described {
 					b := *l.BoxPixel

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,7 +38,7 @@ func usageError(format string, args ...any) error {
 }
 
 func commands() []command {
-	cmds := []command{benchCommand(), versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand(), groundCommand()}
+	cmds := []command{benchCommand(), convertCommand(), versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand(), groundCommand()}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }
@@ -95,6 +96,13 @@ func run(ctx context.Context, args []string, e *env) int {
 	fmt.Fprintf(e.stderr, "nextchat: unknown command %q\n\n", args[0])
 	writeRootUsage(e.stderr)
 	return 2
+}
+
+// printJSON writes a command's --json result, indented.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 func writeRootUsage(w io.Writer) {

@@ -42,6 +42,8 @@ func TestUsageErrors(t *testing.T) {
 		{"info without model", []string{"info"}, "needs --model"},
 		{"gen without out", []string{"gen"}, "needs --out"},
 		{"gen bad dtype", []string{"gen", "--out", "x", "--dtype", "int4"}, "unknown dtype"},
+		{"convert without to", []string{"convert", "--from", "x"}, "needs --from DIR and --to DIR"},
+		{"convert bad dtype", []string{"convert", "--from", "x", "--to", "y", "--dtype", "f32"}, `unknown --dtype "f32"`},
 		{"version with args", []string{"version", "extra"}, "no arguments"},
 	}
 	for _, tc := range tests {
@@ -109,14 +111,19 @@ func TestGroupDigits(t *testing.T) {
 	}
 }
 
-// realTokenizerModel writes a tiny synthetic model carrying the real LLaMA tokenizer from ../shared; the test
-// skips, saying why, when that file is absent.
-func realTokenizerModel(t *testing.T) string {
+// sharedTokenizer is the real LLaMA tokenizer from ../shared; the test skips, saying why, when it is absent.
+func sharedTokenizer(t *testing.T) string {
 	tok, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "testdata", "tokenizer", "llama.model"))
 	require.NoError(t, err)
 	if _, err := os.Stat(tok); err != nil {
 		t.Skipf("LLaMA tokenizer not found at %s (it lives in ../shared beside the checkout)", tok)
 	}
+	return tok
+}
+
+// realTokenizerModel writes a tiny synthetic model carrying the real LLaMA tokenizer.
+func realTokenizerModel(t *testing.T) string {
+	tok := sharedTokenizer(t)
 	dir := filepath.Join(t.TempDir(), "tiny")
 	code, _, stderr := runCLI("gen", "--config", "tiny", "--dtype", "bf16", "--tokenizer", tok, "--out", dir)
 	require.Equal(t, 0, code, stderr)

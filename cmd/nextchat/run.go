@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -221,8 +220,6 @@ func describeLocations(res engine.Result, img *imageproc.RGB) ([]locationJSON, e
 func writeRunJSON(w io.Writer, res engine.Result, locs []locationJSON) error {
 	out := runJSON{Answer: engine.MarkLocations(res.Text), Text: res.Text, Tokens: res.Tokens, Finish: res.Finish,
 		Locations: locs}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return printJSON(w, out)
 }
 

@@ -10,17 +10,17 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/config"
 	"github.com/nextchat/nextchat/internal/safetensors"
+	"github.com/nextchat/nextchat/internal/shards"
 )
 
 // File names inside a model directory.
 const (
 	ConfigFile           = "config.json"
-	IndexFile            = "model.safetensors.index.json"
+	IndexFile            = shards.IndexFile
 	TokenizerFile        = "tokenizer.model"
 	GenerationConfigFile = "generation_config.json"
 )
@@ -92,7 +92,7 @@ func (d *Dir) readConfig() error {
 // weightFiles lists the weight files: those the index names, or every *.safetensors without an index.
 // With an index it also returns the name → file map to check the headers against.
 func (d *Dir) weightFiles() ([]string, map[string]string, error) {
-	data, err := os.ReadFile(filepath.Join(d.Path, IndexFile))
+	index, files, err := shards.ReadIndex(d.Path, IndexFile)
 	if errors.Is(err, os.ErrNotExist) {
 		files, err := filepath.Glob(filepath.Join(d.Path, "*.safetensors"))
 		if err != nil {
@@ -108,36 +108,13 @@ func (d *Dir) weightFiles() ([]string, map[string]string, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	var index struct {
-		WeightMap map[string]string `json:"weight_map"`
-	}
-	if err := json.Unmarshal(data, &index); err != nil {
-		return nil, nil, fmt.Errorf("%w: %s: %v", ErrInvalid, IndexFile, err)
-	}
-	if len(index.WeightMap) == 0 {
-		return nil, nil, fmt.Errorf("%w: %s has an empty weight_map", ErrInvalid, IndexFile)
-	}
-	seen := map[string]bool{}
-	var files []string
-	for name, file := range index.WeightMap {
-		// Only plain names: an index must not point outside its directory.
-		if file != filepath.Base(file) || file == "." || file == ".." || strings.ContainsRune(file, os.PathSeparator) {
-			return nil, nil, fmt.Errorf("%w: %s maps %s to %q, which is not a file name in the directory",
-				ErrInvalid, IndexFile, name, file)
-		}
-		if !seen[file] {
-			seen[file] = true
-			files = append(files, filepath.Join(d.Path, file))
-		}
-	}
-	sort.Strings(files)
-	return files, index.WeightMap, nil
+	return files, index, nil
 }
 
 // readHeaders parses every header and checks the tensors: supported dtype, no name stored twice, and with
 // an index, each tensor in the file the index says and every indexed tensor present.
 func (d *Dir) readHeaders(files []string, index map[string]string) error {
-	where := map[string]string{}
+	located := shards.NewLocator(IndexFile, index)
 	for i, path := range files {
 		h, err := safetensors.ReadHeaderFile(path)
 		if err != nil {
@@ -145,25 +122,19 @@ func (d *Dir) readHeaders(files []string, index map[string]string) error {
 		}
 		base := filepath.Base(path)
 		for _, t := range h.Tensors {
-			if prev, dup := where[t.Name]; dup {
-				return fmt.Errorf("%w: tensor %s is stored in both %s and %s", ErrInvalid, t.Name, prev, base)
+			if err := located.Add(t.Name, base); err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalid, err)
 			}
-			where[t.Name] = base
 			if _, err := bindingsDType(t.DType); err != nil {
 				return fmt.Errorf("%w: %s: tensor %s: %v", ErrInvalid, base, t.Name, err)
-			}
-			if index != nil && index[t.Name] != base {
-				return fmt.Errorf("%w: tensor %s is in %s but %s maps it to %q", ErrInvalid, t.Name, base, IndexFile, index[t.Name])
 			}
 			d.Tensors = append(d.Tensors, Tensor{Tensor: t, File: i})
 		}
 		d.Files = append(d.Files, path)
 		d.Headers = append(d.Headers, h)
 	}
-	for name, file := range index {
-		if _, ok := where[name]; !ok {
-			return fmt.Errorf("%w: %s maps %s to %s, which does not hold it", ErrInvalid, IndexFile, name, file)
-		}
+	if err := located.Complete(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package synth
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"sync"
 
 	"github.com/nextchat/nextchat/bindings"
@@ -19,10 +17,8 @@ import (
 	"github.com/nextchat/nextchat/internal/half"
 	"github.com/nextchat/nextchat/internal/progress"
 	"github.com/nextchat/nextchat/internal/safetensors"
+	"github.com/nextchat/nextchat/internal/shards"
 )
-
-// DefaultShardBytes keeps shards near the size HF tooling writes, so the 7B checkpoint has a few files.
-const DefaultShardBytes = 5_000_000_000
 
 // chunkElems is the unit of parallel generation. Fixed: it is part of what makes output deterministic.
 const chunkElems = 1 << 20
@@ -35,7 +31,7 @@ type Options struct {
 	DType      bindings.DType
 	Out        string
 	Tokenizer  string    // tokenizer.model to copy into Out
-	ShardBytes int64     // 0: DefaultShardBytes
+	ShardBytes int64     // 0: shards.DefaultBytes
 	Force      bool      // overwrite a directory that already holds a model
 	Progress   io.Writer // nil: silent
 	Workers    int       // 0: GOMAXPROCS
@@ -46,12 +42,6 @@ type Result struct {
 	Files  []string // weight files, in order
 	Params int64
 	Bytes  int64 // tensor bytes
-}
-
-// shard is one weight file and the spec entries it holds.
-type shard struct {
-	name    string
-	tensors []bindings.TensorSpec
 }
 
 // Generate writes config.json, generation_config.json, tokenizer.model and the safetensors weights
@@ -65,29 +55,38 @@ func Generate(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	shards := planShards(spec, o.DType, orDefault(o.ShardBytes, DefaultShardBytes))
+	byName := make(map[string]bindings.TensorSpec, len(spec))
+	layout := make([]safetensors.TensorSpec, len(spec))
 	var res Result
-	for _, t := range spec {
+	for i, t := range spec {
+		byName[t.Name] = t
+		layout[i] = safetensors.TensorSpec{Name: t.Name, DType: stDType(o.DType), Shape: t.Shape}
 		res.Params += t.NumElements()
 		res.Bytes += t.NumElements() * int64(o.DType.Size())
 	}
+	planned := shards.Plan(layout, o.ShardBytes)
 	bar := progress.New(o.Progress, "gen", res.Bytes)
-	for _, s := range shards {
-		if err := writeShard(ctx, o, s, bar); err != nil {
+	meta := map[string]string{
+		"format":             "pt",
+		"nextchat.synthetic": fmt.Sprintf("random weights: preset=%s seed=%d", o.Preset, o.Seed),
+	}
+	fill := func(ctx context.Context, t safetensors.TensorSpec, w io.Writer) error {
+		return generateTensor(ctx, o, byName[t.Name], w, bar)
+	}
+	for _, s := range planned {
+		if err := shards.Write(ctx, o.Out, s, meta, fill); err != nil {
 			return Result{}, err
 		}
-		res.Files = append(res.Files, filepath.Join(o.Out, s.name))
+		res.Files = append(res.Files, filepath.Join(o.Out, s.Name))
 	}
 	bar.Finish()
-	if len(shards) > 1 {
-		if err := writeIndex(o.Out, shards, res.Bytes); err != nil {
-			return Result{}, err
-		}
+	if err := shards.WriteIndex(o.Out, planned); err != nil {
+		return Result{}, err
 	}
-	if err := copyFile(o.Tokenizer, filepath.Join(o.Out, "tokenizer.model")); err != nil {
+	if err := shards.CopyFile(o.Tokenizer, filepath.Join(o.Out, "tokenizer.model")); err != nil {
 		return Result{}, fmt.Errorf("copy tokenizer: %w", err)
 	}
-	if err := writeJSON(filepath.Join(o.Out, "generation_config.json"), generationConfig(o.Config)); err != nil {
+	if err := shards.WriteJSON(filepath.Join(o.Out, "generation_config.json"), generationConfig(o.Config)); err != nil {
 		return Result{}, err
 	}
 	data, err := config.Marshal(o.Config)
@@ -98,13 +97,6 @@ func Generate(ctx context.Context, o Options) (Result, error) {
 		return Result{}, fmt.Errorf("write config.json: %w", err)
 	}
 	return res, nil
-}
-
-func orDefault(v, fallback int64) int64 {
-	if v > 0 {
-		return v
-	}
-	return fallback
 }
 
 // prepareOut checks the inputs before any byte is written and creates the output directory.
@@ -129,73 +121,6 @@ func prepareOut(o Options) error {
 		return fmt.Errorf("create output directory: %w", err)
 	}
 	return nil
-}
-
-// planShards fills files in spec order up to limit bytes each (a bigger tensor gets a file of its own).
-func planShards(spec []bindings.TensorSpec, dtype bindings.DType, limit int64) []shard {
-	var shards []shard
-	var size int64
-	for _, t := range spec {
-		b := t.NumElements() * int64(dtype.Size())
-		if len(shards) == 0 || (size+b > limit && size > 0) {
-			shards = append(shards, shard{})
-			size = 0
-		}
-		shards[len(shards)-1].tensors = append(shards[len(shards)-1].tensors, t)
-		size += b
-	}
-	for i := range shards {
-		if len(shards) == 1 {
-			shards[i].name = "model.safetensors"
-		} else {
-			shards[i].name = fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, len(shards))
-		}
-	}
-	return shards
-}
-
-// writeShard writes one file through a temporary name, so a failure never leaves a plausible partial file.
-func writeShard(ctx context.Context, o Options, s shard, bar *progress.Bar) (err error) {
-	final := filepath.Join(o.Out, s.name)
-	tmp := final + ".partial"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	specs := make([]safetensors.TensorSpec, len(s.tensors))
-	for i, t := range s.tensors {
-		specs[i] = safetensors.TensorSpec{Name: t.Name, DType: stDType(o.DType), Shape: t.Shape}
-	}
-	meta := map[string]string{
-		"format":             "pt",
-		"nextchat.synthetic": fmt.Sprintf("random weights: preset=%s seed=%d", o.Preset, o.Seed),
-	}
-	w, err := safetensors.NewWriter(f, specs, meta)
-	if err != nil {
-		return fmt.Errorf("%s: %w", s.name, err)
-	}
-	for _, t := range s.tensors {
-		tw, err := w.TensorWriter(t.Name)
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
-		}
-		if err := generateTensor(ctx, o, t, tw, bar); err != nil {
-			return fmt.Errorf("%s: tensor %s: %w", s.name, t.Name, err)
-		}
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("%s: %w", s.name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	return os.Rename(tmp, final)
 }
 
 func stDType(d bindings.DType) safetensors.DType {
@@ -300,21 +225,6 @@ func encode(vals []float32, dtype bindings.DType) []byte {
 	return out
 }
 
-// writeIndex writes model.safetensors.index.json as HF does: total tensor bytes and a name → file map.
-func writeIndex(dir string, shards []shard, totalBytes int64) error {
-	weightMap := map[string]string{}
-	for _, s := range shards {
-		for _, t := range s.tensors {
-			weightMap[t.Name] = s.name
-		}
-	}
-	index := map[string]any{
-		"metadata":   map[string]string{"total_size": strconv.FormatInt(totalBytes, 10)},
-		"weight_map": weightMap,
-	}
-	return writeJSON(filepath.Join(dir, "model.safetensors.index.json"), index)
-}
-
 // generationConfig mirrors what the release's generation_config.json holds: its token ids.
 func generationConfig(c config.Config) map[string]any {
 	return map[string]any{
@@ -323,32 +233,4 @@ func generationConfig(c config.Config) map[string]any {
 		"pad_token_id":         c.PadTokenID,
 		"transformers_version": "4.31.0",
 	}
-}
-
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", filepath.Base(path), err)
-	}
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -3,6 +3,7 @@
 Images are drawn with integer numpy arithmetic only (no PIL drawing, no RNG), so their pixels do not depend on
 library versions; they are committed as PNGs under testdata/images/.
 """
+import filecmp
 import os
 import subprocess
 from pathlib import Path
@@ -25,6 +26,17 @@ def make_checkpoint(config: str, seed: int, out: Path, dtype: str = "f32") -> Pa
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed (is bin/nextchat built and current?):\n{run.stderr.strip()}")
     return out
+
+
+def report_verify(pairs) -> int:
+    """pairs: (regenerated, committed) paths. Prints every committed file that differs and a summary; returns the
+    exit status of a --verify run."""
+    bad = [committed for regenerated, committed in pairs
+           if not committed.exists() or not filecmp.cmp(regenerated, committed, shallow=False)]
+    for p in bad:
+        print(f"DIFFERS: {p}")
+    print(f"verify: {len(pairs) - len(bad)}/{len(pairs)} files bit-identical")
+    return 1 if bad else 0
 
 
 def _shapes_image(width: int, height: int, shapes) -> np.ndarray:

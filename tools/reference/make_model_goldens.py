@@ -10,7 +10,6 @@ each case's whole recipe, including the sha256 of the generated weights, so a te
 same checkpoint before comparing against a golden. Every golden is computed in float64 and stored as float32.
 """
 import argparse
-import filecmp
 import hashlib
 import json
 import sys
@@ -184,15 +183,8 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="nextchat-verify-") as tmp:
         written = generate_all(Path(tmp) / "images", Path(tmp) / "model")
-        bad = []
-        for p in written:
-            committed = (fixtures.IMAGES_DIR if p.suffix == ".png" else GOLDEN_DIR) / p.name
-            if not committed.exists() or not filecmp.cmp(p, committed, shallow=False):
-                bad.append(committed)
-        for p in bad:
-            print(f"DIFFERS: {p}")
-        print(f"verify: {len(written) - len(bad)}/{len(written)} files bit-identical")
-        return 1 if bad else 0
+        return fixtures.report_verify(
+            [(p, (fixtures.IMAGES_DIR if p.suffix == ".png" else GOLDEN_DIR) / p.name) for p in written])
 
 
 if __name__ == "__main__":
