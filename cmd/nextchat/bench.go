@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -110,12 +109,7 @@ func benchCommand() command {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					enc := json.NewEncoder(e.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(r)
-				}
-				return writeBench(e.stdout, r)
+				return printReport(e.stdout, *asJSON, r, func() error { return writeBench(e.stdout, r) })
 			}
 		},
 	}

@@ -25,18 +25,22 @@ func (e *Engine) Segment(img *imageproc.RGB, locs []Location) ([]Segmentation, e
 	if err != nil {
 		return nil, err
 	}
-	var hidden, boxes []float32
-	for _, l := range locs {
-		hidden = append(hidden, l.Hidden...)
-		boxes = append(boxes, l.Box[:]...)
-	}
-	out, err := e.Model.SAMDecodeMasks(embedding, hidden, boxes, img.W, img.H)
-	if err != nil {
-		return nil, fmt.Errorf("masks: %w", err)
-	}
-	segs := make([]Segmentation, len(locs))
-	for i := range segs {
-		segs[i] = Segmentation{Mask: mask.Mask{Width: img.W, Height: img.H, Bits: out.Mask(i)}, IoU: out.IoU[i]}
+	// The plan's locations per call at a time: an answer with more is split, not refused.
+	segs := make([]Segmentation, 0, len(locs))
+	for first := 0; first < len(locs); first += e.Plan.Request.MaxLocations {
+		part := locs[first:min(first+e.Plan.Request.MaxLocations, len(locs))]
+		var hidden, boxes []float32
+		for _, l := range part {
+			hidden = append(hidden, l.Hidden...)
+			boxes = append(boxes, l.Box[:]...)
+		}
+		out, err := e.Model.SAMDecodeMasks(embedding, hidden, boxes, img.W, img.H)
+		if err != nil {
+			return nil, fmt.Errorf("masks: %w", err)
+		}
+		for i := range part {
+			segs = append(segs, Segmentation{Mask: mask.Mask{Width: img.W, Height: img.H, Bits: out.Mask(i)}, IoU: out.IoU[i]})
+		}
 	}
 	return segs, nil
 }
