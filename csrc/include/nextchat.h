@@ -214,7 +214,7 @@ typedef enum nc_stage {
 typedef struct nc_plan_request {
     size_t struct_size;
     int32_t backend;             /* nc_backend the plan is for (CUDA: the layout its backend will use) */
-    int32_t threads;             /* CPU threads of each op pool, as nc_model_params.threads (0 = hardware) */
+    int32_t threads;             /* CPU threads of each op pool (0 = the model's); nc_model_reserve needs the model's */
     int64_t max_context;         /* positions per sequence, ≤ max_position_embeddings (0 = that maximum) */
     int32_t max_sequences;       /* sequences alive in the KV cache at once, and per nc_step (0 = 1) */
     int32_t max_step_rows;       /* rows of one nc_step, all sequences together (0 = max_context) */

@@ -443,7 +443,8 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
 }  // namespace
 
 nc_plan Model::plan(const nc_plan_request& request) const {
-    const nc_plan_request r = plan_limits(config_, request);
+    nc_plan_request r = plan_limits(config_, request);
+    if (r.threads == 0) r.threads = threads_;  // the model's own pools
     nc_plan p{};
     p.struct_size = sizeof(nc_plan);
     p.request = r;
@@ -499,6 +500,10 @@ nc_plan Model::reserve(const nc_plan_request& request) {
     const nc_plan p = plan(request);
     const nc_plan_request& r = p.request;
     if (r.backend != NC_BACKEND_CPU) fail(NC_ERR_UNSUPPORTED, "this build runs models on the CPU backend only: a CUDA plan cannot be reserved");
+    if (pool_threads(r.threads) != pool_threads(threads_)) {
+        fail(NC_ERR_INVALID_ARGUMENT, "plan request for " + std::to_string(pool_threads(r.threads)) +
+                                          " threads per op pool, the model runs " + std::to_string(pool_threads(threads_)));
+    }
     std::scoped_lock lock(step_mu_, vision_mu_, sam_mu_);
     const StepBuffers step = step_buffers(r.max_step_rows, r.max_sequences);
     reserve_exact(x_, step.x);

@@ -44,12 +44,12 @@ nc_plan_request plan_limits(const nc_config& c, const nc_plan_request& in) {
         bad("max_context " + std::to_string(r.max_context) + " out of range [1, max_position_embeddings " +
             std::to_string(c.max_position_embeddings) + "]");
     }
+    constexpr int32_t kMaxCount = 1 << 20;
     if (r.max_sequences == 0) r.max_sequences = 1;
-    if (r.max_step_rows == 0) r.max_step_rows = int32_t(std::min<int64_t>(r.max_context * r.max_sequences, INT32_MAX));
+    if (r.max_step_rows == 0) r.max_step_rows = int32_t(std::min<int64_t>(r.max_context * r.max_sequences, kMaxCount));
     if (r.max_images == 0) r.max_images = 1;
     if (r.max_locations == 0) r.max_locations = 8;
     if (r.kv_block_size == 0) r.kv_block_size = 16;
-    constexpr int32_t kMaxCount = 1 << 20;
     const std::pair<const char*, int64_t> counts[] = {{"max_sequences", r.max_sequences}, {"max_step_rows", r.max_step_rows},
                                                       {"max_images", r.max_images}, {"max_locations", r.max_locations}};
     for (const auto& [name, v] : counts) {

@@ -184,6 +184,15 @@ TEST_F(Plan, TotalsAddUpAndCudaMovesTheModelToTheDevice) {
     EXPECT_EQ(g.device_bytes, model_bytes - sum(p.scratch_bytes, NC_STAGE_COUNT));
     EXPECT_EQ(g.host_bytes, caller);
     EXPECT_EQ(nc_model_reserve(model, &gpu, nullptr), NC_ERR_UNSUPPORTED);
+
+    // Threads: 0 plans the model's own pools; a reserve must match them.
+    nc_plan_request own = request;
+    own.threads = 0;
+    EXPECT_EQ(make_plan(own).request.threads, 2);
+    nc_plan_request other = request;
+    other.threads = 5;
+    EXPECT_EQ(nc_model_reserve(model, &other, nullptr), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(nc_last_error()).find("the model runs 2"), std::string::npos) << nc_last_error();
 }
 
 TEST_F(Plan, WorkspaceGrowsWithItsLimits) {
