@@ -12,7 +12,7 @@ DEMO_DIR    ?= out/demo-tiny
 # makes every change to it rebuild the bindings instead of linking stale ones.
 export CGO_CFLAGS := -O2 -g -Wno-deprecated-declarations -DNC_HEADER_SHA=$(shell sha256sum csrc/include/nextchat.h | cut -c1-16)
 
-.PHONY: all help deps lib test test-cpp test-go test-asan bench bench-compare cuda-check demo fuzz clean goldens goldens-verify ref-venv
+.PHONY: all help deps lib test test-cpp test-go test-asan bench bench-compare check-7b-rss cuda-check demo fuzz clean goldens goldens-verify ref-venv
 
 all: lib bin/nextchat
 
@@ -23,6 +23,7 @@ help:
 	@echo "make test-asan  C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion)"
 	@echo "make bench-compare BENCH_MODEL=DIR  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
+	@echo "make check-7b-rss  synthetic 7b bf16 (M7B=$(M7B), generated if absent: 15.5 GB) grounds one expression with a mask on the CPU; peak RSS must be within 5% of the memory plan (slow: not part of make test)"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
 	@echo "make fuzz       run the safetensors header and torch checkpoint fuzzers, each for FUZZTIME (default 60s)"
 	@echo "make goldens    regenerate every golden with the PyTorch reference (venv REF_VENV=$(REF_VENV))"
@@ -61,6 +62,17 @@ BENCH_MODEL ?= out/bench-small
 bench-compare: all ref-venv
 	@test -d $(BENCH_MODEL) || bin/nextchat gen --config small --dtype bf16 --seed 5 --out $(BENCH_MODEL)
 	$(REF_PY) tools/reference/bench_compare.py $(BENCH_MODEL) 2
+
+# The real-shape check of the memory plan (docs/ARCHITECTURE.md "Memory plan"): too slow and large for CI.
+M7B       ?= /tmp/m7b
+RSS_IMAGE ?= testdata/images/wide_64x48.png
+RSS_CTX   ?= 1024
+check-7b-rss: all
+	@test -d $(M7B) || bin/nextchat gen --config 7b --dtype bf16 --seed 7 --out $(M7B)
+	set -o pipefail; bin/nextchat ground --model $(M7B) --image $(RSS_IMAGE) --mask --ctx $(RSS_CTX) --report-rss "the red circle" 2>&1 | tee $(BUILD)/check-7b-rss.log
+	@awk '/RSS\/plan/ { r = $$NF; found = 1 } END { if (!found) { print "no RSS report"; exit 1 } \
+		if (r < 0.95 || r > 1.05) { printf "peak RSS / plan = %s: outside [0.95, 1.05]\n", r; exit 1 } \
+		printf "peak RSS / plan = %s: within 5%%\n", r }' $(BUILD)/check-7b-rss.log
 
 cuda-check:
 	@test -x "$(CUDA_ROOT)/bin/nvcc" || { echo "no nvcc under CUDA_ROOT=$(CUDA_ROOT); run: CUDA_ROOT=\$$(bash .ci/install-cuda.sh | tail -1)"; exit 1; }

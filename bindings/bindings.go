@@ -29,6 +29,7 @@ var (
 	ErrUnsupported     = errors.New("unsupported")
 	ErrOutOfMemory     = errors.New("out of memory")
 	ErrInternal        = errors.New("internal error")
+	ErrOverPlan        = errors.New("beyond the memory plan")
 )
 
 var statusErrors = map[C.nc_status]error{
@@ -42,6 +43,7 @@ var statusErrors = map[C.nc_status]error{
 	C.NC_ERR_UNSUPPORTED:      ErrUnsupported,
 	C.NC_ERR_OUT_OF_MEMORY:    ErrOutOfMemory,
 	C.NC_ERR_INTERNAL:         ErrInternal,
+	C.NC_ERR_OVER_PLAN:        ErrOverPlan,
 }
 
 // Error is a failed core call: its status and the core's message.

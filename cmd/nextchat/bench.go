@@ -109,10 +109,7 @@ func benchCommand() command {
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					return printJSON(e.stdout, r)
-				}
-				return writeBench(e.stdout, r)
+				return printReport(e.stdout, *asJSON, r, func() error { return writeBench(e.stdout, r) })
 			}
 		},
 	}

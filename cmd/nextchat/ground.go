@@ -29,6 +29,8 @@ func groundCommand() command {
 			outImage := fs.String("out-image", "", "write the image annotated with the boxes (PNG)")
 			withMask := fs.Bool("mask", false, "also segment each expression with SAM (masks as COCO RLE in --json)")
 			iouThreshold := fs.Float64("iou-threshold", 0, "drop masks whose predicted IoU is below this (0 keeps all)")
+			ctxTokens := fs.Int("ctx", 0, "positions per expression's sequence: the memory plan's context (0 = the model's maximum)")
+			reportRSS := fs.Bool("report-rss", false, "print the process's peak resident memory and the memory plan's host total to stderr at the end")
 			return func(ctx context.Context, e *env, args []string) error {
 				if *model == "" || *image == "" || len(args) == 0 {
 					return usageError("ground needs --model DIR, --image FILE and at least one expression")
@@ -38,12 +40,17 @@ func groundCommand() command {
 					return err
 				}
 				o := engine.DefaultOptions()
-				o.Threads, o.KVDType = *threads, bindings.F16
+				o.Threads, o.KVDType, o.ContextTokens = *threads, bindings.F16, *ctxTokens
+				o.MaxSequences = len(args)                    // one sequence per expression, all in one step
+				o.FeatureCacheImages, o.SAMCacheImages = 1, 1 // one image per command
 				eng, err := engine.Open(*model, o)
 				if err != nil {
 					return err
 				}
 				defer eng.Close()
+				if *reportRSS {
+					defer func() { reportPeakRSS(e.stderr, eng.Plan) }()
+				}
 				locs, err := eng.Ground(ctx, img, nil, args)
 				if err != nil {
 					return err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"sort"
@@ -13,28 +12,29 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/engine"
 	"github.com/nextchat/nextchat/internal/modeldir"
 	"github.com/nextchat/nextchat/internal/progress"
 )
 
 // infoReport is what `nextchat info` prints, and its --json form.
 type infoReport struct {
-	Model          string             `json:"model"`
-	Files          int                `json:"files"`
-	MappedBytes    uint64             `json:"mapped_bytes"`
-	TensorsByDType map[string]int     `json:"tensors_by_dtype"`
-	Synthetic      string             `json:"synthetic,omitempty"`
-	Components     []componentReport  `json:"components"`
-	UsedParams     int64              `json:"used_params"`
-	StoredParams   int64              `json:"stored_params"`
-	WeightBytes    uint64             `json:"weight_bytes"`
-	UnusedBytes    uint64             `json:"unused_bytes"`
-	Unused         []string           `json:"unused_tensors"`
-	Unknown        []string           `json:"unknown_tensors"`
-	KVPerToken     map[string]uint64  `json:"kv_bytes_per_token"`
-	ImageTokens    int                `json:"image_tokens"`
-	LoadSeconds    float64            `json:"load_seconds"`
-	Architecture   map[string]any     `json:"architecture"`
+	Model          string            `json:"model"`
+	Files          int               `json:"files"`
+	MappedBytes    uint64            `json:"mapped_bytes"`
+	TensorsByDType map[string]int    `json:"tensors_by_dtype"`
+	Synthetic      string            `json:"synthetic,omitempty"`
+	Components     []componentReport `json:"components"`
+	UsedParams     int64             `json:"used_params"`
+	StoredParams   int64             `json:"stored_params"`
+	WeightBytes    uint64            `json:"weight_bytes"`
+	UnusedBytes    uint64            `json:"unused_bytes"`
+	Unused         []string          `json:"unused_tensors"`
+	Unknown        []string          `json:"unknown_tensors"`
+	KVPerToken     map[string]uint64 `json:"kv_bytes_per_token"`
+	ImageTokens    int               `json:"image_tokens"`
+	LoadSeconds    float64           `json:"load_seconds"`
+	Architecture   map[string]any    `json:"architecture"`
 }
 
 type componentReport struct {
@@ -47,28 +47,57 @@ type componentReport struct {
 func infoCommand() command {
 	return command{
 		name:    "info",
-		summary: "describe a model directory: parameters per component, dtypes, weight memory, KV cache per token",
-		usage:   "--model DIR [--json]",
+		summary: "describe a model directory: parameters per component, dtypes, weight memory, KV cache per token; with --plan the exact memory plan for a context and batch",
+		usage:   "--model DIR [--json] [--plan --ctx N --batch B [--kv-dtype f16|bf16|f32] [--device cpu|cuda] [--threads T]]",
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
 			model := fs.String("model", "", "model directory (config.json, *.safetensors, tokenizer.model)")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
+			plan := fs.Bool("plan", false, "print the memory plan (weights, KV cache, workspace, op scratch, image caches) the engine reserves")
+			ctxTokens := fs.Int("ctx", 0, "--plan: positions per sequence (0 = the model's maximum)")
+			batch := fs.Int("batch", 1, "--plan: sequences at once")
+			kvDType := fs.String("kv-dtype", "f16", "--plan: KV cache dtype: f16, bf16 or f32")
+			device := fs.String("device", "cpu", "--plan: cpu, or cuda for the layout the CUDA backend will use")
+			threads := fs.Int("threads", 0, "--plan: CPU threads per op pool (0 = all)")
 			return func(_ context.Context, e *env, args []string) error {
 				if *model == "" || len(args) > 0 {
 					return usageError("info needs --model DIR and no arguments")
+				}
+				if *plan {
+					kv, err := bindings.ParseDType(*kvDType)
+					if err != nil {
+						return usageError("%v", err)
+					}
+					backend, err := bindings.ParseBackend(*device)
+					if err != nil {
+						return usageError("%v", err)
+					}
+					if *batch < 1 || *ctxTokens < 0 || *threads < 0 {
+						return usageError("--plan needs --batch ≥ 1, --ctx ≥ 0 and --threads ≥ 0")
+					}
+					p, err := buildPlan(*model, planOptions(*ctxTokens, *batch, *threads, kv, backend))
+					if err != nil {
+						return err
+					}
+					return printReport(e.stdout, *asJSON, p, func() error { return writePlan(e.stdout, p) })
 				}
 				r, err := buildInfo(*model)
 				if err != nil {
 					return err
 				}
-				if *asJSON {
-					enc := json.NewEncoder(e.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(r)
-				}
-				return writeInfo(e.stdout, r, fs.Lookup("verbose").Value.String() == "true")
+				return printReport(e.stdout, *asJSON, r, func() error {
+					return writeInfo(e.stdout, r, fs.Lookup("verbose").Value.String() == "true")
+				})
 			}
 		},
 	}
+}
+
+// printReport writes a command's report: v as indented JSON, or the text writer's output.
+func printReport(w io.Writer, asJSON bool, v any, text func() error) error {
+	if !asJSON {
+		return text()
+	}
+	return printJSON(w, v)
 }
 
 // buildInfo opens the directory, loads the weights (a memory map: seconds even for 7B) so the core checks
@@ -124,6 +153,25 @@ func buildInfo(path string) (infoReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// buildPlan loads the model on the CPU (plans for a GPU need only its dimensions) and computes the plan the engine
+// would reserve with these options.
+func buildPlan(path string, o engine.Options) (planReport, error) {
+	d, err := modeldir.Open(path)
+	if err != nil {
+		return planReport{}, err
+	}
+	m, err := d.Load(bindings.CPU, 0)
+	if err != nil {
+		return planReport{}, err
+	}
+	defer m.Close()
+	p, err := m.Plan(o.PlanRequest())
+	if err != nil {
+		return planReport{}, err
+	}
+	return newPlanReport(p), nil
 }
 
 func writeInfo(w io.Writer, r infoReport, verbose bool) error {

@@ -16,9 +16,9 @@ import (
 
 // runFlags are the options of `nextchat run`.
 type runFlags struct {
-	image, outImage              string
-	boxes                        []string
-	model, prefix, kvDType, dump string
+	image, outImage               string
+	boxes                         []string
+	model, prefix, kvDType, dump  string
 	maxNew, topK, beams, threads  int
 	context                       int
 	temperature, topP, repPenalty float32
@@ -56,7 +56,9 @@ func runCommand() command {
 			fs.StringVar(&f.dump, "dump", "", "write the stage tensors (golden names) to this safetensors file")
 			fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all)")
 			fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
-			fs.IntVar(&f.context, "context", 0, "KV cache positions (0 = the model's maximum)")
+			fs.IntVar(&f.context, "ctx", 0, "positions per sequence, prompt and answer: the memory plan's context (0 = the model's maximum)")
+			fs.IntVar(&f.context, "context", 0, "")
+			_ = fs.MarkDeprecated("context", "use --ctx")
 			return func(ctx context.Context, e *env, args []string) error {
 				if f.model == "" || len(args) != 1 {
 					return usageError("run needs --model DIR and one question")
@@ -74,6 +76,8 @@ func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
 	}
 	o := engine.DefaultOptions()
 	o.Threads, o.KVDType, o.ContextTokens = f.threads, kv, f.context
+	o.MaxSequences = f.beams                      // every beam is a sequence
+	o.FeatureCacheImages, o.SAMCacheImages = 1, 1 // one image per command
 	eng, err := engine.Open(f.model, o)
 	if err != nil {
 		return err
@@ -172,7 +176,7 @@ type runJSON struct {
 type locationJSON struct {
 	Index       int         `json:"index"`
 	TokenIndex  int         `json:"token_index"`
-	Box         [4]float32  `json:"box"`                    // normalized xyxy in the expand2square frame, raw
+	Box         [4]float32  `json:"box"`                     // normalized xyxy in the expand2square frame, raw
 	BoxPixel    *[4]float64 `json:"box_pixel,omitempty"`     // original image pixels, clipped to the image
 	BoxPixelRaw *[4]float64 `json:"box_pixel_raw,omitempty"` // unclipped (MODEL_SPEC §3: the model does not clamp)
 	IoU         *float32    `json:"iou,omitempty"`           // SAM's predicted IoU
@@ -222,4 +226,3 @@ func writeRunJSON(w io.Writer, res engine.Result, locs []locationJSON) error {
 		Locations: locs}
 	return printJSON(w, out)
 }
-

@@ -109,6 +109,7 @@ const char* nc_status_name(int32_t status) {
         case NC_ERR_UNSUPPORTED: return "NC_ERR_UNSUPPORTED";
         case NC_ERR_OUT_OF_MEMORY: return "NC_ERR_OUT_OF_MEMORY";
         case NC_ERR_INTERNAL: return "NC_ERR_INTERNAL";
+        case NC_ERR_OVER_PLAN: return "NC_ERR_OVER_PLAN";
     }
     return "NC_ERR_UNKNOWN";
 }
@@ -124,6 +125,17 @@ const char* nc_component_name(int32_t component) {
         case NC_COMPONENT_SAM_PROMPT: return "sam_prompt";
         case NC_COMPONENT_SAM_DECODER: return "sam_decoder";
         case NC_COMPONENT_COUNT: break;
+    }
+    return "";
+}
+
+const char* nc_stage_name(int32_t stage) {
+    switch (stage) {
+        case NC_STAGE_STEP: return "step";
+        case NC_STAGE_VISION: return "vision";
+        case NC_STAGE_SAM_ENCODER: return "sam_encoder";
+        case NC_STAGE_SAM_DECODER: return "sam_decoder";
+        case NC_STAGE_COUNT: break;
     }
     return "";
 }
@@ -203,6 +215,37 @@ nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_rep
         require_out(model, "model");
         require_out(out, "out");
         *out = model->model.memory(kv_dtype);
+    });
+}
+
+nc_status nc_model_plan(const nc_model* model, const nc_plan_request* request, nc_plan* out) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(request, "request");
+        require_out(out, "out");
+        require_struct(request->struct_size, sizeof(nc_plan_request), "nc_plan_request");
+        require_struct(out->struct_size, sizeof(nc_plan), "nc_plan");
+        *out = model->model.plan(*request);
+    });
+}
+
+nc_status nc_model_reserve(nc_model* model, const nc_plan_request* request, nc_plan* out) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(request, "request");
+        require_struct(request->struct_size, sizeof(nc_plan_request), "nc_plan_request");
+        if (out != nullptr) require_struct(out->struct_size, sizeof(nc_plan), "nc_plan");
+        const nc_plan p = model->model.reserve(*request);
+        if (out != nullptr) *out = p;
+    });
+}
+
+nc_status nc_model_workspace(const nc_model* model, uint64_t out_bytes[NC_STAGE_COUNT]) {
+    return guarded([&] {
+        require_out(model, "model");
+        require_out(out_bytes, "out_bytes");
+        const auto held = model->model.workspace_held();
+        for (int st = 0; st < NC_STAGE_COUNT; ++st) out_bytes[st] = held[size_t(st)];
     });
 }
 

@@ -47,7 +47,8 @@ typedef enum nc_status {
     NC_ERR_CONFIG = 7,           /* the model config is inconsistent */
     NC_ERR_UNSUPPORTED = 8,      /* a backend or feature not compiled in or not present */
     NC_ERR_OUT_OF_MEMORY = 9,
-    NC_ERR_INTERNAL = 10
+    NC_ERR_INTERNAL = 10,
+    NC_ERR_OVER_PLAN = 11        /* work beyond the memory plan the model reserved (nc_model_reserve) */
 } nc_status;
 
 typedef enum nc_dtype {
@@ -197,6 +198,54 @@ typedef struct nc_memory_report {
     uint64_t kv_bytes_per_token; /* K and V for every layer at the given KV dtype */
 } nc_memory_report;
 
+/* The stages of the engine that own working memory (docs/ARCHITECTURE.md "Memory plan"). */
+typedef enum nc_stage {
+    NC_STAGE_STEP = 0,        /* nc_step and nc_encode_boxes: LLM, loc heads, sampler, sequences' bookkeeping */
+    NC_STAGE_VISION = 1,      /* nc_encode_images: CLIP tower + projector */
+    NC_STAGE_SAM_ENCODER = 2, /* nc_sam_encode_image */
+    NC_STAGE_SAM_DECODER = 3, /* nc_sam_decode_masks: prompt encoder, mask decoder, mask post-processing */
+    NC_STAGE_COUNT = 4
+} nc_stage;
+
+/*
+ * The limits a memory plan is made for. Work within them never allocates after nc_model_reserve; work beyond
+ * them is refused with NC_ERR_OVER_PLAN. Zero takes the default noted on a field.
+ */
+typedef struct nc_plan_request {
+    size_t struct_size;
+    int32_t backend;             /* nc_backend the plan is for (CUDA: the layout its backend will use) */
+    int32_t threads;             /* CPU threads of each op pool (0 = the model's); nc_model_reserve needs the model's */
+    int64_t max_context;         /* positions per sequence, ≤ max_position_embeddings (0 = that maximum) */
+    int32_t max_sequences;       /* sequences alive in the KV cache at once, and per nc_step (0 = 1) */
+    int32_t max_step_rows;       /* rows of one nc_step, all sequences together (0 = max_context) */
+    int32_t max_images;          /* images per nc_encode_images call (0 = 1) */
+    int32_t max_locations;       /* boxes per nc_encode_boxes and locations per nc_sam_decode_masks (0 = 8) */
+    int32_t kv_block_size;       /* positions per KV block, a power of two (0 = 16) */
+    int32_t kv_dtype;            /* nc_dtype of the KV cache */
+    int32_t feature_cache_images; /* CLIP features a caller keeps (the Go engine's cache), for the plan's total */
+    int32_t sam_cache_images;    /* SAM image embeddings a caller keeps, likewise */
+} nc_plan_request;
+
+/* Bytes of a memory plan. Host and device totals are exact for everything the core allocates; op scratch is the
+ * bound the kernels' blocking constants give. */
+typedef struct nc_plan {
+    size_t struct_size;            /* set by the caller to sizeof(nc_plan); the library sets what it wrote */
+    nc_plan_request request;       /* the request with defaults filled in */
+    uint64_t weight_bytes[NC_COMPONENT_COUNT]; /* weights read, per component (host mapped pages / device) */
+    uint64_t weights_total;
+    uint64_t derived_bytes[NC_STAGE_COUNT];    /* float copies made from weights at load (SAM tables, maps) */
+    int64_t kv_blocks;             /* what nc_cache_create must be given: max_sequences × ⌈max_context / block⌉ */
+    uint64_t kv_block_bytes;       /* one block: K and V of every layer */
+    uint64_t kv_bytes;             /* kv_blocks × kv_block_bytes: exactly what nc_cache_create allocates */
+    uint64_t workspace_bytes[NC_STAGE_COUNT];  /* model-owned activations, reserved by nc_model_reserve */
+    uint64_t scratch_bytes[NC_STAGE_COUNT];    /* op working memory: per call, per pool thread, per op set */
+    uint64_t sequence_bytes;       /* max_sequences × one sequence's bookkeeping (history, blocks, sampler) */
+    uint64_t feature_cache_bytes;  /* feature_cache_images × one image's projected features */
+    uint64_t sam_cache_bytes;      /* sam_cache_images × one SAM image embedding */
+    uint64_t host_bytes;           /* everything in host memory */
+    uint64_t device_bytes;         /* everything in device memory (0 for a CPU plan) */
+} nc_plan;
+
 typedef struct nc_spec nc_spec;
 typedef struct nc_model nc_model;
 typedef struct nc_cache nc_cache;
@@ -260,6 +309,8 @@ NC_API const char* nc_last_error(void);
 NC_API const char* nc_status_name(int32_t status);
 /* Static lower-case name of a component, e.g. "sam_decoder"; "" when out of range. */
 NC_API const char* nc_component_name(int32_t component);
+/* Static lower-case name of a stage, e.g. "sam_encoder"; "" when out of range. */
+NC_API const char* nc_stage_name(int32_t stage);
 /* Whether the backend was compiled into this library. */
 NC_API int32_t nc_backend_compiled(int32_t backend);
 /* Devices usable by a backend right now: 1 for CPU; CUDA devices visible to the runtime (0 when the
@@ -290,6 +341,25 @@ NC_API nc_status nc_model_open(const nc_model_params* params, nc_model** out);
 NC_API void nc_model_free(nc_model* model);
 /* Weight bytes by component and KV bytes per token for kv_dtype. Thread-safe. */
 NC_API nc_status nc_model_memory(const nc_model* model, int32_t kv_dtype, nc_memory_report* out);
+
+/*
+ * The memory plan of this model for the request's limits (docs/ARCHITECTURE.md "Memory plan"): weights per
+ * component, the KV cache, each stage's workspace and op scratch, the caller's image caches, host and device
+ * totals. Computes only; allocates nothing. Thread-safe.
+ */
+NC_API nc_status nc_model_plan(const nc_model* model, const nc_plan_request* request, nc_plan* out);
+/*
+ * Allocates every stage's workspace for the request's limits up front (out, when not NULL, receives the plan).
+ * Afterwards calls within the limits never grow a model buffer, and calls beyond them fail with
+ * NC_ERR_OVER_PLAN before any compute: nc_step with more rows or sequences, or positions past max_context;
+ * nc_encode_images with more images; nc_encode_boxes or nc_sam_decode_masks with more locations. A second call
+ * replaces the limits (buffers are reallocated to the new plan). Call it before other calls on the model: it
+ * waits for running calls.
+ */
+NC_API nc_status nc_model_reserve(nc_model* model, const nc_plan_request* request, nc_plan* out);
+/* Workspace bytes the model holds now per stage (model-owned buffers only: what nc_plan.workspace_bytes plans).
+ * Thread-safe with respect to nothing but itself: read it between calls. */
+NC_API nc_status nc_model_workspace(const nc_model* model, uint64_t out_bytes[NC_STAGE_COUNT]);
 
 /* ---- Locations ---------------------------------------------------------------------------------------- */
 

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "model/workspace.h"
+
 namespace nc {
 
 ops::Weight as_op_weight(const WeightView& w) {
@@ -9,16 +11,6 @@ ops::Weight as_op_weight(const WeightView& w) {
     const int64_t cols = w.shape.empty() ? 1 : w.shape.back();
     return ops::Weight{w.dtype, w.data, rows, cols};
 }
-
-namespace {
-
-template <class T>
-T* grown(std::vector<T>& buf, int64_t n) {
-    if (buf.size() < size_t(n)) buf.resize(size_t(n));
-    return buf.data();
-}
-
-}  // namespace
 
 Llm::Llm(const nc_config& c, const WeightStore& w)
     : hidden_(c.hidden_size),
@@ -42,18 +34,42 @@ Llm::Llm(const nc_config& c, const WeightStore& w)
     }
 }
 
+Llm::Workspace Llm::workspace(int64_t T) const {
+    const int64_t H = hidden_, kv_width = int64_t(kv_heads_) * head_dim_;
+    return Workspace{T * H, T * H, T * kv_width, T * kv_width, T * H, T * intermediate_, T * intermediate_, T};
+}
+
+void Llm::reserve(int64_t rows) {
+    const Workspace w = workspace(rows);
+    reserve_exact(h_, w.h);
+    reserve_exact(q_, w.q);
+    reserve_exact(k_, w.k);
+    reserve_exact(v_, w.v);
+    reserve_exact(attn_, w.attn);
+    reserve_exact(gate_, w.gate);
+    reserve_exact(up_, w.up);
+    reserve_exact(positions_, w.positions);
+    planned_ = true;
+}
+
+uint64_t Llm::workspace_held() const {
+    return held_bytes(h_) + held_bytes(q_) + held_bytes(k_) + held_bytes(v_) + held_bytes(attn_) + held_bytes(gate_) +
+           held_bytes(up_) + held_bytes(positions_);
+}
+
 void Llm::embed(ops::Ops& ops, const int32_t* ids, int64_t n, float* x) const { ops.embedding(embed_, ids, n, x); }
 
 void Llm::forward(ops::Ops& ops, KVCache& cache, const std::vector<LlmSegment>& segments, float* x, int64_t T) {
     const int64_t H = hidden_, kv_width = int64_t(kv_heads_) * head_dim_;
-    float* h = grown(h_, T * H);
-    float* q = grown(q_, T * H);
-    float* k = grown(k_, T * kv_width);
-    float* v = grown(v_, T * kv_width);
-    float* attn = grown(attn_, T * H);
-    float* gate = grown(gate_, T * intermediate_);
-    float* up = grown(up_, T * intermediate_);
-    int32_t* pos = grown(positions_, T);
+    const Workspace w = workspace(T);
+    float* h = grown(h_, w.h, planned_);
+    float* q = grown(q_, w.q, planned_);
+    float* k = grown(k_, w.k, planned_);
+    float* v = grown(v_, w.v, planned_);
+    float* attn = grown(attn_, w.attn, planned_);
+    float* gate = grown(gate_, w.gate, planned_);
+    float* up = grown(up_, w.up, planned_);
+    int32_t* pos = grown(positions_, w.positions, planned_);
     for (const LlmSegment& s : segments) {
         for (int64_t i = 0; i < s.rows; ++i) pos[s.row + i] = int32_t(s.start + i);
     }

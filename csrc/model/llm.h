@@ -24,7 +24,18 @@ struct LlmSegment {
 
 class Llm {
   public:
+    // Elements of each workspace buffer for a step of `rows` rows (all sequences together).
+    struct Workspace {
+        int64_t h, q, k, v, attn, gate, up, positions;
+        uint64_t bytes() const { return 4 * uint64_t(h + q + k + v + attn + gate + up + positions); }
+    };
+
     Llm(const nc_config& config, const WeightStore& weights);
+
+    Workspace workspace(int64_t rows) const;
+    // Allocates the workspace of `rows` rows; forward then never allocates for up to that many.
+    void reserve(int64_t rows);
+    uint64_t workspace_held() const;
 
     int64_t hidden() const { return hidden_; }
     int64_t vocab() const { return vocab_; }
@@ -49,9 +60,10 @@ class Llm {
     float eps_, theta_;
     ops::Weight embed_, norm_, lm_head_;
     std::vector<Layer> layers_;
-    // Step workspace, grown on demand and reused (no per-token allocation in steady state).
+    // Step workspace (workspace()): reserved by a plan, else grown on demand and reused.
     std::vector<float> h_, q_, k_, v_, attn_, gate_, up_;
     std::vector<int32_t> positions_;
+    bool planned_ = false;
 };
 
 // The op-level view of a bound weight: [out, in] matrices, vectors as one row.

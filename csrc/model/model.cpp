@@ -7,6 +7,8 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "model/config.h"
+#include "model/plan.h"
+#include "model/workspace.h"
 
 namespace nc {
 
@@ -33,6 +35,10 @@ std::vector<std::string> checked_files(const nc_model_params& params) {
     return files;
 }
 
+// Images per pass of the CLIP tower: 577 rows already keep the GEMM kernels busy, and more rows only push the packed
+// activations out of L2 (measured: 4 per pass ~4% slower than 1 or 2). The workspace is ~25 MB per image.
+constexpr int64_t kImagesPerPass = 2;
+
 // A backend not compiled in, or a GPU ordinal that does not exist, is refused before any file is mapped.
 void check_backend(const nc_model_params& params) {
     if (params.backend != NC_BACKEND_CPU && params.backend != NC_BACKEND_CUDA) {
@@ -56,6 +62,7 @@ void check_backend(const nc_model_params& params) {
 
 Model::Model(const nc_model_params& params)
     : config_((check_backend(params), checked_config(params))),
+      threads_(params.threads),
       weights_(config_, checked_files(params), params.tensors, params.n_tensors),
       llm_(config_, weights_),
       loc_(config_, weights_),
@@ -70,8 +77,16 @@ Model::Model(const nc_model_params& params)
 
 Model::~Model() = default;
 
+void Model::within_plan(int64_t count, int64_t limit, const std::string& what) const {
+    if (count > limit) {
+        fail(NC_ERR_OVER_PLAN, what + " " + std::to_string(count) + " exceeds the reserved plan's " +
+                                   std::to_string(limit) + " (nc_model_reserve with larger limits)");
+    }
+}
+
 void Model::encode_boxes(const float* boxes, int64_t n, float* embeds) {
     std::lock_guard<std::mutex> lock(step_mu_);  // shares the ops' workspace with steps
+    if (limits_) within_plan(n, limits_->max_locations, "boxes per call");
     for (int64_t i = 0; i < 4 * n; ++i) {
         if (!std::isfinite(boxes[i])) fail(NC_ERR_INVALID_ARGUMENT, "box " + std::to_string(i / 4) + " has a non-finite coordinate");
     }
@@ -88,16 +103,10 @@ void Model::encode_images(const float* pixels, int64_t n, float* projected, floa
         }
     }
     std::lock_guard<std::mutex> lock(vision_mu_);
-    // Two images per pass: 577 rows already keep the GEMM kernels busy, and more rows only push the packed
-    // activations out of L2 (measured: 4 per pass ~4% slower than 1 or 2). The workspace is ~25 MB per image.
-    constexpr int64_t kImagesPerPass = 2;
+    if (limits_) within_plan(n, limits_->max_images, "images per call");
     for (int64_t i = 0; i < n; i += kImagesPerPass) {
         const int64_t m = std::min(kImagesPerPass, n - i);
-        float* features = clip ? clip + i * P * Dv : nullptr;
-        if (!features) {
-            features_.resize(std::max(features_.size(), size_t(m * P * Dv)));
-            features = features_.data();
-        }
+        float* features = clip ? clip + i * P * Dv : grown(features_, vision_features(m), limits_.has_value());
         vision_.forward(*vision_ops_, pixels + i * image, m, features);
         projector_.forward(*vision_ops_, features, m * P, projected + i * P * H);
     }
@@ -139,19 +148,16 @@ void Model::sam_decode_masks(const float* embedding, int64_t n, const float* at_
     require_finite(at_hidden, n * config_.hidden_size, config_.hidden_size, "at_hidden", "location");
     require_finite(boxes, 4 * n, 4, "box", "location");
     std::lock_guard<std::mutex> lock(sam_mu_);
-    if (sparse == nullptr) {
-        sam_sparse_.resize(std::max(sam_sparse_.size(), size_t(n * K * D)));
-        sparse = sam_sparse_.data();
-    }
-    if (lowres == nullptr) {
-        sam_lowres_.resize(std::max(sam_lowres_.size(), size_t(n * m * m)));
-        lowres = sam_lowres_.data();
-    }
+    const bool planned = limits_.has_value();
+    if (planned) within_plan(n, limits_->max_locations, "locations per call");
+    const SamBuffers sizes = sam_buffers(n);
+    if (sparse == nullptr) sparse = grown(sam_sparse_, sizes.sparse, planned);
+    if (lowres == nullptr) lowres = grown(sam_lowres_, sizes.lowres, planned);
     sam_prompt_.sparse(*sam_ops_, at_hidden, boxes, n, sparse);
     sam_decoder_.forward(*sam_ops_, embedding, sam_prompt_.dense_pe().data(), sam_prompt_.no_mask().data(), sparse, n,
                          K, lowres, iou);
     if (masks != nullptr) {
-        sam_masks_to_image(*sam_ops_, lowres, n, m, sam_encoder_.image_size(), width, height, masks, sam_work_);
+        sam_masks_to_image(*sam_ops_, lowres, n, m, sam_encoder_.image_size(), width, height, masks, sam_work_, planned);
     }
 }
 
@@ -162,6 +168,15 @@ std::shared_ptr<KVCache> Model::make_cache(int32_t block_size, int64_t num_block
 
 void Model::validate(const KVCache& cache, const std::vector<StepRequest>& requests) const {
     if (!cache.fits(config_)) fail(NC_ERR_INVALID_ARGUMENT, "the KV cache was made for another model");
+    if (limits_) {
+        within_plan(int64_t(requests.size()), limits_->max_sequences, "sequences in one step");
+        int64_t rows = 0;
+        for (const StepRequest& r : requests) rows += std::max<int64_t>(r.n, 0);
+        within_plan(rows, limits_->max_step_rows, "rows in one step");
+        for (const StepRequest& r : requests) {
+            if (r.seq != nullptr) within_plan(r.seq->length() + r.n, limits_->max_context, "positions of a sequence");
+        }
+    }
     constexpr int32_t known = NC_STEP_SAMPLE | NC_STEP_LOGITS | NC_STEP_HIDDEN | NC_STEP_ALL_HIDDEN;
     for (size_t i = 0; i < requests.size(); ++i) {
         const StepRequest& r = requests[i];
@@ -204,13 +219,19 @@ void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
     std::unique_lock<std::mutex> lock(step_mu_, std::try_to_lock);
     if (!lock.owns_lock()) fail(NC_ERR_INVALID_ARGUMENT, "nc_step called concurrently on one model");
     validate(cache, requests);
-    for (StepRequest& r : requests) r.seq->reserve(r.n);
+    const bool planned = limits_.has_value();
+    for (StepRequest& r : requests) {
+        if (planned) r.seq->reserve_bookkeeping(limits_->max_context, config_.hidden_size);
+        r.seq->reserve(r.n);
+    }
 
     const int64_t H = llm_.hidden(), V = llm_.vocab();
     int64_t T = 0;
     for (const StepRequest& r : requests) T += r.n;
-    if (x_.size() < size_t(T * H)) x_.resize(size_t(T * H));
+    const StepBuffers sizes = step_buffers(T, int64_t(requests.size()));
+    grown(x_, sizes.x, planned);
     std::vector<LlmSegment> segments;
+    segments.reserve(requests.size());
     int64_t row = 0;
     for (const StepRequest& r : requests) {
         float* x = x_.data() + row * H;
@@ -232,8 +253,8 @@ void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
 
     // lm_head once over the last row of every sequence.
     const int64_t B = int64_t(requests.size());
-    if (last_.size() < size_t(B * H)) last_.resize(size_t(B * H));
-    if (logits_.size() < size_t(B * V)) logits_.resize(size_t(B * V));
+    grown(last_, sizes.last, planned);
+    grown(logits_, sizes.logits, planned);
     for (int64_t b = 0; b < B; ++b) {
         const LlmSegment& s = segments[size_t(b)];
         std::copy(x_.data() + (s.row + s.rows - 1) * H, x_.data() + (s.row + s.rows) * H, last_.data() + b * H);
@@ -259,7 +280,6 @@ void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
 bool Model::locate(StepRequest& r, const LlmSegment& s) {
     if (r.locate_rows == nullptr) return false;
     const int64_t H = llm_.hidden();
-    std::vector<float> hidden, boxes(4);
     bool last = false;
     for (int64_t t = 0; t < r.n; ++t) {
         if (!r.locate_rows[t]) continue;
@@ -270,7 +290,7 @@ bool Model::locate(StepRequest& r, const LlmSegment& s) {
         ++r.n_located;
         if (t == r.n - 1) {
             last = true;
-            r.seq->pending_location().resize(size_t(H));
+            r.seq->pending_location().resize(size_t(H));  // within reserve_bookkeeping's capacity
             loc_.encode(*ops_, box, 1, r.seq->pending_location().data());
         }
     }
@@ -293,6 +313,227 @@ nc_memory_report Model::memory(int32_t kv_dtype) const {
     r.kv_bytes_per_token = 2 * uint64_t(config_.num_hidden_layers) * uint64_t(config_.num_key_value_heads) * head_dim *
                            dtype_size(nc_dtype(kv_dtype));
     return r;
+}
+
+// ---- memory plan (docs/ARCHITECTURE.md "Memory plan") ---------------------------------------------------------
+
+Model::StepBuffers Model::step_buffers(int64_t rows, int64_t sequences) const {
+    return StepBuffers{rows * llm_.hidden(), sequences * llm_.hidden(), sequences * llm_.vocab()};
+}
+
+Model::SamBuffers Model::sam_buffers(int64_t locations) const {
+    const int64_t m = sam_decoder_.mask_size();
+    return SamBuffers{locations * sam_prompt_.sparse_tokens() * sam_prompt_.width(), locations * m * m,
+                      sam_masks_work(sam_encoder_.image_size())};
+}
+
+int64_t Model::vision_features(int64_t images) const {
+    return std::min(images, kImagesPerPass) * vision_.patches() * vision_.width();
+}
+
+std::array<uint64_t, NC_STAGE_COUNT> Model::workspace_plan(const nc_plan_request& r) const {
+    std::array<uint64_t, NC_STAGE_COUNT> w{};
+    const StepBuffers step = step_buffers(r.max_step_rows, r.max_sequences);
+    w[NC_STAGE_STEP] = 4 * uint64_t(step.x + step.last + step.logits) + llm_.workspace(r.max_step_rows).bytes() +
+                       loc_.workspace(r.max_locations).bytes();
+    const int64_t pass = std::min<int64_t>(r.max_images, kImagesPerPass);
+    w[NC_STAGE_VISION] = 4 * uint64_t(vision_features(pass)) + vision_.workspace(pass).bytes() +
+                         projector_.workspace(pass * vision_.patches()).bytes();
+    w[NC_STAGE_SAM_ENCODER] = sam_encoder_.workspace().bytes();
+    const SamBuffers sam = sam_buffers(r.max_locations);
+    w[NC_STAGE_SAM_DECODER] = 4 * uint64_t(sam.sparse + sam.lowres + sam.work) +
+                              sam_prompt_.workspace(r.max_locations).bytes() +
+                              sam_decoder_.workspace(r.max_locations, sam_prompt_.sparse_tokens()).bytes();
+    return w;
+}
+
+namespace {
+
+// What the CPU ops allocate for each stage at the plan's shapes: the op calls of llm.cpp, loc.cpp, vision.cpp,
+// projector.cpp, sam_encoder.cpp, sam_prompt.cpp and sam_decoder.cpp, in their shapes.
+std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_plan_request& r, int64_t sparse_tokens,
+                                                 uint64_t step_call_bytes) {
+    std::array<OpScratch, NC_STAGE_COUNT> s;
+    {  // LLM step and loc heads
+        OpScratch& o = s[NC_STAGE_STEP];
+        const int64_t T = r.max_step_rows, B = r.max_sequences, H = c.hidden_size, I = c.intermediate_size;
+        const int64_t d = H / c.num_attention_heads, kv = int64_t(c.num_key_value_heads) * d, L = r.max_locations;
+        o.norm(H, false);
+        o.linear(T, H, {H, kv, kv});
+        o.linear(T, H, {H});
+        o.linear(T, H, {I, I});
+        o.linear(T, I, {H});
+        o.kv_attention(r.max_context, d);
+        o.linear(B, H, {c.vocab_size});
+        for (int64_t rows : {int64_t(1), L}) {  // a located <at> per step; user boxes per nc_encode_boxes
+            o.linear(rows, H, {c.loc_hidden_size});
+            o.linear(rows, c.loc_hidden_size, {4});
+            o.linear(rows, 4, {c.loc_hidden_size});
+            o.linear(rows, c.loc_hidden_size, {H});
+        }
+        o.call(step_call_bytes);
+    }
+    {  // CLIP tower and projector, kImagesPerPass images per pass
+        OpScratch& o = s[NC_STAGE_VISION];
+        const int64_t m = std::min<int64_t>(r.max_images, kImagesPerPass), g = c.vision_image_size / c.vision_patch_size;
+        const int64_t P = g * g, R = m * (P + 1), Dv = c.vision_hidden_size, H = c.hidden_size;
+        o.linear(m * P, 3 * int64_t(c.vision_patch_size) * c.vision_patch_size, {Dv});
+        o.norm(Dv, true);
+        o.linear(R, Dv, {Dv, Dv, Dv});
+        o.attention(P + 1, Dv / c.vision_num_attention_heads, 0);
+        o.linear(R, Dv, {Dv});
+        o.linear(R, Dv, {c.vision_intermediate_size});
+        o.linear(R, c.vision_intermediate_size, {Dv});
+        o.linear(m * P, Dv, {H});
+        o.linear(m * P, H, {H});
+    }
+    // The SAM encoder and decoder share one op set (one Ops: the same pool and convolution buffers).
+    OpScratch sam;
+    {  // SAM image encoder, one image per call
+        const int64_t g = c.sam_image_size / c.sam_patch_size, T = g * g, E = c.sam_encoder_embed_dim;
+        const int64_t d = E / c.sam_encoder_num_heads, D = c.sam_prompt_embed_dim, win = c.sam_window_size;
+        sam.linear(T, 3 * int64_t(c.sam_patch_size) * c.sam_patch_size, {E});
+        sam.norm(E, true);
+        sam.linear(T, E, {E});
+        if (c.sam_num_global_attn > 0) sam.attention(T, d, g);
+        if (c.sam_num_global_attn < c.sam_encoder_depth) sam.attention(win * win, d, win);
+        sam.linear(T, E, {c.sam_encoder_mlp_dim});
+        sam.linear(T, c.sam_encoder_mlp_dim, {E});
+        sam.linear(T, E, {D});
+        sam.norm(D, true);
+        sam.conv(T, D, D, 3);
+        s[NC_STAGE_SAM_ENCODER] = sam;
+    }
+    {  // SAM prompt encoder, mask decoder (passes of up to 8 prompts) and the mask post-processing
+        OpScratch& o = s[NC_STAGE_SAM_DECODER];
+        o = sam;
+        const int64_t g = c.sam_image_size / c.sam_patch_size, G = g * g, D = c.sam_prompt_embed_dim;
+        const int64_t L = r.max_locations, m = std::min<int64_t>(L, 8), heads = c.sam_decoder_num_heads;
+        const int64_t Q = 1 + (c.sam_num_multimask_outputs + 1) + sparse_tokens, inner = D / c.sam_attention_downsample;
+        const int64_t R = Q * heads, c1 = D / 4, c2 = D / 8, H = c.hidden_size;
+        o.linear(L, H, {H});
+        o.linear(L, H, {int64_t(c.seg_prompt_tokens) * D});
+        o.linear(G, D, {inner});
+        for (int64_t width : {D, inner}) o.linear(m * Q, D, {width});
+        o.linear(m * Q, inner, {D});
+        o.attention(Q, D / heads, 0);
+        o.attention(G, inner / heads, 0);
+        o.linear(m * Q, inner, {heads * D});
+        o.attention(G, D, 0);
+        o.linear(m * Q, heads * D, {inner});
+        o.linear(m * Q, inner, {heads});
+        o.linear(G, D, {R});
+        o.linear(G, R, {D});
+        o.linear(m * Q, D, {c.sam_decoder_mlp_dim});
+        o.linear(m * Q, c.sam_decoder_mlp_dim, {D});
+        o.norm(D, true);
+        const int64_t band = 16 * g;  // sam_decoder.cpp's kUpscaleRows key rows
+        o.conv_transpose(band, D, c1);
+        o.norm(c1, true);
+        o.conv_transpose(4 * band, c1, c2);
+        o.linear(1, c2, {16 * band});
+        o.linear(m, D, {D});
+        o.linear(m, D, {c.sam_iou_head_hidden_dim});
+        o.linear(m, c.sam_iou_head_hidden_dim, {c.sam_num_multimask_outputs + 1});
+        o.resize(int64_t(1) << 15);  // the widest image side (kMaxMaskSide)
+    }
+    return s;
+}
+
+}  // namespace
+
+nc_plan Model::plan(const nc_plan_request& request) const {
+    nc_plan_request r = plan_limits(config_, request);
+    if (r.threads == 0) r.threads = threads_;  // the model's own pools
+    nc_plan p{};
+    p.struct_size = sizeof(nc_plan);
+    p.request = r;
+    std::array<uint64_t, NC_COMPONENT_COUNT> by_component{};
+    uint64_t unused = 0;
+    weights_.byte_counts(by_component, unused);
+    for (int c = 0; c < NC_COMPONENT_COUNT; ++c) {
+        p.weight_bytes[c] = by_component[size_t(c)];
+        p.weights_total += by_component[size_t(c)];
+    }
+    p.derived_bytes[NC_STAGE_SAM_DECODER] = sam_prompt_.derived_bytes() + sam_decoder_.derived_bytes();
+    const int64_t blocks_per_seq = (r.max_context + r.kv_block_size - 1) / r.kv_block_size;
+    p.kv_blocks = blocks_per_seq * r.max_sequences;
+    p.kv_block_bytes = KVCache::block_bytes(config_, r.kv_block_size, nc_dtype(r.kv_dtype));
+    p.kv_bytes = KVCache::allocation_bytes(config_, r.kv_block_size, p.kv_blocks, nc_dtype(r.kv_dtype));
+    const auto workspace = workspace_plan(r);
+    // One step's own transients: the request and segment lists, and a repetition-penalized sample's seen flags.
+    const uint64_t step_call = uint64_t(r.max_sequences) * (sizeof(StepRequest) + sizeof(LlmSegment)) +
+                               Sampler::call_bytes(config_.vocab_size);
+    const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens(), step_call);
+    const bool cuda = r.backend == NC_BACKEND_CUDA;
+    uint64_t derived = 0, stages = 0, scratch_total = 0;
+    for (int st = 0; st < NC_STAGE_COUNT; ++st) {
+        p.workspace_bytes[st] = workspace[size_t(st)];
+        // The CUDA backend's kernels will work in the planned workspace: no op scratch beyond it.
+        p.scratch_bytes[st] = cuda ? 0 : scratch[size_t(st)].bytes(pool_threads(r.threads));
+    }
+    // Both SAM stages run on one op set, whose per-thread and convolution buffers serve both: the decoder's figure
+    // covers the encoder's shapes too, so the decoder's line is what it adds.
+    p.scratch_bytes[NC_STAGE_SAM_DECODER] -= p.scratch_bytes[NC_STAGE_SAM_ENCODER];
+    for (int st = 0; st < NC_STAGE_COUNT; ++st) {
+        derived += p.derived_bytes[st];
+        stages += p.workspace_bytes[st];
+        scratch_total += p.scratch_bytes[st];
+    }
+    p.sequence_bytes = uint64_t(r.max_sequences) *
+                       Sequence::bookkeeping_bytes(r.max_context, r.kv_block_size, config_.hidden_size, config_.vocab_size);
+    const int64_t image_tokens = vision_.patches(), g = sam_encoder_.grid();
+    p.feature_cache_bytes = uint64_t(r.feature_cache_images) * 4 * uint64_t(image_tokens * config_.hidden_size);
+    p.sam_cache_bytes = uint64_t(r.sam_cache_images) * 4 * uint64_t(sam_encoder_.out_channels() * g * g);
+    const uint64_t host_always = p.sequence_bytes + p.feature_cache_bytes + p.sam_cache_bytes;
+    const uint64_t model = p.weights_total + derived + p.kv_bytes + stages + scratch_total;
+    if (cuda) {
+        p.device_bytes = model;
+        p.host_bytes = host_always;
+    } else {
+        p.host_bytes = model + host_always;
+    }
+    return p;
+}
+
+nc_plan Model::reserve(const nc_plan_request& request) {
+    const nc_plan p = plan(request);
+    const nc_plan_request& r = p.request;
+    if (r.backend != NC_BACKEND_CPU) fail(NC_ERR_UNSUPPORTED, "this build runs models on the CPU backend only: a CUDA plan cannot be reserved");
+    if (pool_threads(r.threads) != pool_threads(threads_)) {
+        fail(NC_ERR_INVALID_ARGUMENT, "plan request for " + std::to_string(pool_threads(r.threads)) +
+                                          " threads per op pool, the model runs " + std::to_string(pool_threads(threads_)));
+    }
+    std::scoped_lock lock(step_mu_, vision_mu_, sam_mu_);
+    const StepBuffers step = step_buffers(r.max_step_rows, r.max_sequences);
+    reserve_exact(x_, step.x);
+    reserve_exact(last_, step.last);
+    reserve_exact(logits_, step.logits);
+    llm_.reserve(r.max_step_rows);
+    loc_.reserve(r.max_locations);
+    const int64_t pass = std::min<int64_t>(r.max_images, kImagesPerPass);
+    reserve_exact(features_, vision_features(pass));
+    vision_.reserve(pass);
+    projector_.reserve(pass * vision_.patches());
+    sam_encoder_.reserve();
+    const SamBuffers sam = sam_buffers(r.max_locations);
+    reserve_exact(sam_sparse_, sam.sparse);
+    reserve_exact(sam_lowres_, sam.lowres);
+    reserve_exact(sam_work_, sam.work);
+    sam_prompt_.reserve(r.max_locations);
+    sam_decoder_.reserve(r.max_locations, sam_prompt_.sparse_tokens());
+    limits_ = r;
+    return p;
+}
+
+std::array<uint64_t, NC_STAGE_COUNT> Model::workspace_held() const {
+    std::array<uint64_t, NC_STAGE_COUNT> w{};
+    w[NC_STAGE_STEP] = held_bytes(x_) + held_bytes(last_) + held_bytes(logits_) + llm_.workspace_held() + loc_.workspace_held();
+    w[NC_STAGE_VISION] = held_bytes(features_) + vision_.workspace_held() + projector_.workspace_held();
+    w[NC_STAGE_SAM_ENCODER] = sam_encoder_.workspace_held();
+    w[NC_STAGE_SAM_DECODER] = held_bytes(sam_sparse_) + held_bytes(sam_lowres_) + held_bytes(sam_work_) +
+                              sam_prompt_.workspace_held() + sam_decoder_.workspace_held();
+    return w;
 }
 
 }  // namespace nc

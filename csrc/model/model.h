@@ -1,8 +1,10 @@
 // A loaded model: config, bound weights and the backend it runs on. What nc_model* points to.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,13 @@ class Model {
     // kv_dtype: an nc_dtype code, checked.
     nc_memory_report memory(int32_t kv_dtype) const;
 
+    // The memory plan for a request's limits (nc_model_plan); computes only.
+    nc_plan plan(const nc_plan_request& request) const;
+    // Allocates every stage's workspace for the limits and enforces them from now on (nc_model_reserve).
+    nc_plan reserve(const nc_plan_request& request);
+    // Workspace bytes held now per stage (nc_stage).
+    std::array<uint64_t, NC_STAGE_COUNT> workspace_held() const;
+
     // embeds [n, hidden] = loc_encoder(boxes [n, 4]).
     void encode_boxes(const float* boxes, int64_t n, float* embeds);
 
@@ -79,12 +88,32 @@ class Model {
     void step(KVCache& cache, std::vector<StepRequest>& requests);
 
   private:
+    // Elements of the model's own buffers: a step's rows and last rows' logits, a CLIP pass's features, a SAM call's
+    // prompt tokens and low-res masks.
+    struct StepBuffers {
+        int64_t x, last, logits;
+    };
+    StepBuffers step_buffers(int64_t rows, int64_t sequences) const;
+    struct SamBuffers {
+        int64_t sparse, lowres, work;
+    };
+    SamBuffers sam_buffers(int64_t locations) const;
+    int64_t vision_features(int64_t images) const;
+
+    // Workspace bytes of each stage for the limits (the components' workspace functions plus the model's own).
+    std::array<uint64_t, NC_STAGE_COUNT> workspace_plan(const nc_plan_request& limits) const;
+    // Fails with NC_ERR_OVER_PLAN when `count` exceeds a reserved limit.
+    void within_plan(int64_t count, int64_t limit, const std::string& what) const;
+
     void validate(const KVCache& cache, const std::vector<StepRequest>& requests) const;
     // Decodes the request's located <at> rows into boxes; true when its last row was one (§2.3).
     bool locate(StepRequest& r, const LlmSegment& s);
 
     nc_config config_;
+    int32_t threads_;  // nc_model_params.threads: every op pool's size
     WeightStore weights_;
+    // The reserved plan's limits (nc_model_reserve); none: buffers grow on demand.
+    std::optional<nc_plan_request> limits_;
     Llm llm_;
     LocHeads loc_;
     std::unique_ptr<ops::Ops> ops_;

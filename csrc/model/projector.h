@@ -14,6 +14,15 @@ class Projector {
   public:
     Projector(const nc_config& config, const WeightStore& weights);
 
+    // Elements of the workspace for `rows` feature rows per call.
+    struct Workspace {
+        int64_t mid;
+        uint64_t bytes() const { return 4 * uint64_t(mid); }
+    };
+    Workspace workspace(int64_t rows) const { return Workspace{rows * hidden_}; }
+    void reserve(int64_t rows);
+    uint64_t workspace_held() const;
+
     // out [rows, hidden] = Linear(H→H) · GELU(erf) · Linear(Dv→H) of features [rows, Dv].
     void forward(ops::Ops& ops, const float* features, int64_t rows, float* out);
 
@@ -21,6 +30,7 @@ class Projector {
     int64_t hidden_;
     ops::Weight w0_, b0_, w2_, b2_;
     std::vector<float> mid_;
+    bool planned_ = false;
 };
 
 }  // namespace nc

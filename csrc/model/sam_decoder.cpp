@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/llm.h"
+#include "model/workspace.h"
 
 namespace nc {
 
@@ -14,12 +15,10 @@ constexpr float kNormEps = 1e-5f;    // the transformer's nn.LayerNorm (§5.3)
 constexpr float kUpNormEps = 1e-6f;  // LayerNorm2d in output_upscaling
 // Prompts per pass: more amortize the per-pass work, and the workspace stays near 15 MB per prompt at SAM-H's size.
 constexpr int64_t kPromptsPerPass = 8;
-
-template <class T>
-T* grown(std::vector<T>& buf, int64_t n) {
-    if (buf.size() < size_t(n)) buf.resize(size_t(n));
-    return buf.data();
-}
+// Key rows per band of the output upscaling (forward_prompts).
+constexpr int64_t kUpscaleRows = 16;
+// Mask post-processing: pixels of the L² resize computed per band (sam_masks_to_image).
+constexpr int64_t kMaskBandPixels = int64_t(1) << 20;
 
 // A ConvTranspose2d weight [in, out, 2, 2] as the op's [in, out·4].
 ops::Weight as_transposed_conv(const WeightView& v) {
@@ -113,12 +112,72 @@ SamMaskDecoder::SamMaskDecoder(const nc_config& c, const WeightStore& w)
     for (int64_t i = 0; i < mask_tokens_ * dim_; ++i) output_tokens_[size_t(dim_ + i)] = ops::weight_at(mask_tokens, i);
 }
 
+SamMaskDecoder::Workspace SamMaskDecoder::workspace(int64_t n, int64_t sparse_tokens) const {
+    const int64_t G = grid_ * grid_, D = dim_, Q = 1 + mask_tokens_ + sparse_tokens, H = heads_, R = Q * H;
+    const int64_t m = std::min(n, kPromptsPerPass);
+    const int64_t inner0 = layers_.front().token_to_image.inner;
+    const int64_t inner_max = std::max(inner0, D);  // self-attention's inner is D
+    int64_t mlp_width = 0;
+    for (const Layer& l : layers_) mlp_width = std::max(mlp_width, l.mlp1_w.rows);
+    int64_t widest = 0;  // of the hypernetwork and IoU head MLPs, run over m rows
+    for (const Mlp* net : {&hyper0_, &iou_head_}) {
+        for (const auto& l : *net) widest = std::max(widest, l.first.rows);
+    }
+    const int64_t band_pixels = kUpscaleRows * grid_, c1 = up1_w_.cols / 4, c2 = up2_w_.cols / 4;
+    // image_out and kpe also hold the first upscaling's band (up1, up1n).
+    const int64_t image = std::max(m * G * D, 4 * band_pixels * c1);
+    return Workspace{G * D, G * D, G * inner0, G * inner0, m * Q * D, m * Q * D, m * Q * D, m * Q * inner_max,
+                     m * Q * inner_max, m * Q * inner_max, m * Q * std::max(D, mlp_width), m * G * D, image, image,
+                     m * Q * inner_max, 2 * m * widest, m * R * D, m * R * D, 2 * m * R * D + m * R,
+                     2 * m * R * D + m * R, m * G * R, 16 * band_pixels * c2};
+}
+
+void SamMaskDecoder::reserve(int64_t n, int64_t sparse_tokens) {
+    const Workspace w = workspace(n, sparse_tokens);
+    const std::pair<std::vector<float>*, int64_t> buffers[] = {
+        {&src_, w.src},     {&src_pe_, w.src_pe}, {&k0_, w.k0},       {&v0_, w.v0},
+        {&tokens_, w.tokens}, {&queries_, w.queries}, {&qpe_, w.qpe},   {&qproj_, w.qproj},
+        {&kproj_, w.kproj}, {&vproj_, w.vproj},   {&small_out_, w.small_out}, {&keys_, w.keys},
+        {&kpe_, w.kpe},     {&image_out_, w.image_out}, {&attn_, w.attn}, {&hidden_, w.hidden},
+        {&qt_, w.qt},       {&z_, w.z},           {&kt_, w.kt},       {&u_, w.u},
+        {&scores_, w.scores}, {&up_, w.up}};
+    for (const auto& [buf, n_elems] : buffers) reserve_exact(*buf, n_elems);
+    planned_ = true;
+}
+
+uint64_t SamMaskDecoder::workspace_held() const {
+    uint64_t total = 0;
+    for (const std::vector<float>* b : {&src_, &src_pe_, &k0_, &v0_, &tokens_, &queries_, &qpe_, &qproj_, &kproj_, &vproj_,
+                                        &small_out_, &keys_, &kpe_, &image_out_, &attn_, &hidden_, &qt_, &z_, &kt_, &u_,
+                                        &scores_, &up_}) {
+        total += held_bytes(*b);
+    }
+    return total;
+}
+
+uint64_t SamMaskDecoder::derived_bytes() const {
+    uint64_t total = held_bytes(output_tokens_);
+    for (const Attention* a : {&final_attn_}) {
+        for (const std::vector<float>* t : {&a->heads_k, &a->heads_v, &a->heads_q, &a->heads_q_bias, &a->heads_out}) {
+            total += held_bytes(*t);
+        }
+    }
+    for (const Layer& l : layers_) {
+        for (const Attention* a : {&l.self_attn, &l.token_to_image, &l.image_to_token}) {
+            for (const std::vector<float>* t : {&a->heads_k, &a->heads_v, &a->heads_q, &a->heads_q_bias, &a->heads_out}) {
+                total += held_bytes(*t);
+            }
+        }
+    }
+    return total;
+}
+
 void SamMaskDecoder::attend(ops::Ops& ops, const Attention& a, int64_t m, Operand q, Operand k, Operand v,
                             float* out) {
     const int64_t inner = a.inner;
     const int32_t head_dim = int32_t(inner / heads_);
     const float scale = 1.0f / std::sqrt(float(head_dim));
-    float* o = grown(attn_, m * q.rows * inner);
+    float* o = grown(attn_, m * q.rows * inner, planned_);
     if (q.stride == q.rows * inner && k.stride == k.rows * inner && v.stride == v.rows * inner) {
         ops.attention(q.data, k.data, v.data, m, q.rows, k.rows, heads_, head_dim, scale, nullptr, o);
     } else {  // an operand shared by all prompts: one call per prompt
@@ -133,7 +192,7 @@ void SamMaskDecoder::attend(ops::Ops& ops, const Attention& a, int64_t m, Operan
 void SamMaskDecoder::mlp(ops::Ops& ops, const Mlp& layers, const float* x, int64_t rows, float* y) {
     int64_t widest = 0;
     for (const auto& l : layers) widest = std::max(widest, l.first.rows);
-    float* buf = grown(hidden_, 2 * rows * widest);
+    float* buf = grown(hidden_, 2 * rows * widest, planned_);
     const float* in = x;
     for (size_t i = 0; i < layers.size(); ++i) {
         const bool last = i + 1 == layers.size();
@@ -149,15 +208,16 @@ void SamMaskDecoder::forward(ops::Ops& ops, const float* embedding, const float*
     // embedding [D, g, g] → src [g², D] = embedding + no_mask (the dense prompt), src_pe = src + dense_pe.
     const int64_t G = grid_ * grid_, D = dim_;
     pe_ = dense_pe;
-    float* src = grown(src_, G * D);
+    const Workspace w = workspace(n, sparse_tokens);
+    float* src = grown(src_, w.src, planned_);
     ops.transpose(embedding, 1, D, G, src);
     add_rows(src, no_mask, G, 1, D, src);
-    float* src_pe = grown(src_pe_, G * D);
+    float* src_pe = grown(src_pe_, w.src_pe, planned_);
     add_rows(src, dense_pe, G, G, D, src_pe);
     // Layer 0's keys are src for every prompt: its token→image k and v projections are computed once per call.
     const Attention& first = layers_.front().token_to_image;
-    ops.linear(src_pe, G, first.k_w, &first.k_b, grown(k0_, G * first.inner));
-    ops.linear(src, G, first.v_w, &first.v_b, grown(v0_, G * first.inner));
+    ops.linear(src_pe, G, first.k_w, &first.k_b, grown(k0_, w.k0, planned_));
+    ops.linear(src, G, first.v_w, &first.v_b, grown(v0_, w.v0, planned_));
     for (int64_t i = 0; i < n; i += kPromptsPerPass) {
         const int64_t m = std::min(kPromptsPerPass, n - i);
         forward_prompts(ops, sparse + i * sparse_tokens * D, m, sparse_tokens, lowres + i * 16 * G, iou + i);
@@ -167,26 +227,24 @@ void SamMaskDecoder::forward(ops::Ops& ops, const float* embedding, const float*
 void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t m, int64_t sparse_tokens,
                                      float* lowres, float* iou) {
     const int64_t G = grid_ * grid_, D = dim_, Q = 1 + mask_tokens_ + sparse_tokens;
-    const int64_t inner_max = std::max(layers_.front().token_to_image.inner, D);  // self-attention's inner is D
-    int64_t mlp_width = 0;
-    for (const Layer& l : layers_) mlp_width = std::max(mlp_width, l.mlp1_w.rows);
     // tokens [m, Q, D]: iou token, mask tokens, sparse prompt — the query_pe of every layer (§5.3).
-    float* tokens = grown(tokens_, m * Q * D);
+    const Workspace w = workspace(m, sparse_tokens);
+    float* tokens = grown(tokens_, w.tokens, planned_);
     for (int64_t p = 0; p < m; ++p) {
         std::copy(output_tokens_.begin(), output_tokens_.end(), tokens + p * Q * D);
         std::copy(sparse + p * sparse_tokens * D, sparse + (p + 1) * sparse_tokens * D,
                   tokens + (p * Q + 1 + mask_tokens_) * D);
     }
-    float* queries = grown(queries_, m * Q * D);
+    float* queries = grown(queries_, w.queries, planned_);
     std::copy(tokens, tokens + m * Q * D, queries);
-    float* qpe = grown(qpe_, m * Q * D);
-    float* qproj = grown(qproj_, m * Q * inner_max);
-    float* kproj = grown(kproj_, m * Q * inner_max);
-    float* vproj = grown(vproj_, m * Q * inner_max);
-    float* small_out = grown(small_out_, m * Q * std::max(D, mlp_width));
+    float* qpe = grown(qpe_, w.qpe, planned_);
+    float* qproj = grown(qproj_, w.qproj, planned_);
+    float* kproj = grown(kproj_, w.kproj, planned_);
+    float* vproj = grown(vproj_, w.vproj, planned_);
+    float* small_out = grown(small_out_, w.small_out, planned_);
     // keys [m, G, D]: src for every prompt until layer 0's image→token update writes them (no copy of src).
-    float* keys = grown(keys_, m * G * D);
-    float* kpe = grown(kpe_, m * G * D);
+    float* keys = grown(keys_, w.keys, planned_);
+    float* kpe = grown(kpe_, w.kpe, planned_);
     auto keys_plus_pe = [&] {
         std::copy(keys, keys + m * G * D, kpe);
         for (int64_t p = 0; p < m; ++p) ops.add(kpe + p * G * D, pe_, G * D);
@@ -214,9 +272,9 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
         const int64_t I = a.inner, H = heads_, R = Q * H;
         add_rows(queries, tokens, m * Q, m * Q, D, qpe);
         ops.linear(qpe, m * Q, a.q_w, &a.q_b, qproj);
-        float* qt = grown(qt_, m * R * D);
+        float* qt = grown(qt_, w.qt, planned_);
         ops.linear(qproj, m * Q, ops::Weight{NC_DTYPE_F32, a.heads_k.data(), H * D, I}, nullptr, qt);
-        float* z = grown(z_, m * R * D);
+        float* z = grown(z_, w.z, planned_);
         ops.attention(qt, kpe, keys, m, R, G, 1, int32_t(D), 1.0f, nullptr, z);
         ops.linear(z, m * Q, ops::Weight{NC_DTYPE_F32, a.heads_v.data(), I, H * D}, &a.v_b, kproj);
         ops.linear(kproj, m * Q, a.out_w, &a.out_b, small_out);
@@ -233,14 +291,14 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
         ops.linear(qpe, m * Q, a.k_w, &a.k_b, kproj);
         ops.linear(queries, m * Q, a.v_w, &a.v_b, vproj);
         // Per token row j of each prompt, all heads: [m·Q, H·D] (key maps, output maps) and [m·Q, H] (key biases).
-        float* kt = grown(kt_, 2 * m * R * D + m * R);
+        float* kt = grown(kt_, w.kt, planned_);
         float* ut = kt + m * R * D;
         float* ct = ut + m * R * D;
         ops.linear(kproj, m * Q, ops::Weight{NC_DTYPE_F32, a.heads_q.data(), H * D, I}, nullptr, kt);
         ops.linear(vproj, m * Q, ops::Weight{NC_DTYPE_F32, a.heads_out.data(), H * D, I}, nullptr, ut);
         ops.linear(kproj, m * Q, ops::Weight{NC_DTYPE_F32, a.heads_q_bias.data(), H, I}, nullptr, ct);
         // Reordered per prompt to the score columns h·Q + j: K̃ [H·Q, D], c̃ [H·Q], U [D, H·Q].
-        float* kq = grown(u_, 2 * m * R * D + m * R);
+        float* kq = grown(u_, w.u, planned_);
         float* uq = kq + m * R * D;
         float* cq = uq + m * R * D;
         for (int64_t p = 0; p < m; ++p) {
@@ -254,7 +312,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
                 }
             }
         }
-        float* scores = grown(scores_, m * G * R);
+        float* scores = grown(scores_, w.scores, planned_);
         for (int64_t p = 0; p < m; ++p) {
             const ops::Weight w{NC_DTYPE_F32, kq + p * R * D, R, D}, b{NC_DTYPE_F32, cq + p * R, 1, R};
             ops.linear(image + p * image_stride, G, w, &b, scores + p * G * R);
@@ -305,7 +363,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
         norm_queries(L.norm3_w, L.norm3_b);
 
         // image→token; keys = norm4(keys + out), layer 0's keys being src.
-        float* image_out = grown(image_out_, m * G * D);
+        float* image_out = grown(image_out_, w.image_out, planned_);
         if (first) {
             image_to_token(L.image_to_token, src_pe_.data(), 0, image_out);
             for (int64_t p = 0; p < m; ++p) ops.add(image_out + p * G * D, src_.data(), G * D);
@@ -331,11 +389,9 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     // Upscaling, then lowres[p] = up[p] · hyper[p]: keys [g, g, D] → ConvT → [2g, 2g, D/4] → LayerNorm2d → GELU →
     // ConvT → [4g, 4g, D/8] → GELU → · hyper → [4g, 4g]. A stride-2 transposed conv maps each input row to its own
     // two output rows, so this runs a band of kUpscaleRows key rows at a time, its intermediates cache-resident.
-    constexpr int64_t kUpscaleRows = 16;
-    const int64_t band_pixels = kUpscaleRows * grid_;
-    float* up1 = grown(image_out_, 4 * band_pixels * c1);
-    float* up1n = grown(kpe_, 4 * band_pixels * c1);
-    float* up2 = grown(up_, 16 * band_pixels * c2);
+    float* up1 = grown(image_out_, w.image_out, planned_);
+    float* up1n = grown(kpe_, w.kpe, planned_);
+    float* up2 = grown(up_, w.up, planned_);
     for (int64_t p = 0; p < m; ++p) {
         for (int64_t r0 = 0; r0 < grid_; r0 += kUpscaleRows) {
             const int64_t rows = std::min(kUpscaleRows, grid_ - r0), pixels = rows * grid_;
@@ -354,15 +410,19 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     for (int64_t p = 0; p < m; ++p) iou[p] = scores[p * mask_tokens_];
 }
 
+int64_t sam_masks_work(int64_t image_size) {
+    // A band is ⌊kMaskBandPixels / width⌋ rows of width pixels, or one row when wider: width ≤ 32768 < kMaskBandPixels.
+    return image_size * image_size + kMaskBandPixels;
+}
+
 void sam_masks_to_image(ops::Ops& ops, const float* lowres, int64_t n, int64_t mask_size, int64_t image_size,
-                        int32_t width, int32_t height, uint8_t* masks, std::vector<float>& work) {
+                        int32_t width, int32_t height, uint8_t* masks, std::vector<float>& work, bool planned) {
     const int64_t L = std::max(width, height), pad = (L - std::min(width, height)) / 2;
     const int64_t row0 = width >= height ? pad : 0, col0 = width < height ? pad : 0;
     // The L² resize a band of rows at a time: bounded memory whatever the image size.
-    const int64_t band = std::max<int64_t>(1, (int64_t(1) << 20) / width);
+    const int64_t band = std::max<int64_t>(1, kMaskBandPixels / width);
     const int64_t S2 = image_size * image_size;
-    if (work.size() < size_t(S2 + band * width)) work.resize(size_t(S2 + band * width));
-    float* full = work.data();
+    float* full = grown(work, sam_masks_work(image_size), planned);
     float* rows = full + S2;
     for (int64_t i = 0; i < n; ++i) {
         ops.resize_bilinear(lowres + i * mask_size * mask_size, 1, mask_size, mask_size, image_size, image_size, 0,

@@ -19,6 +19,22 @@ class SamMaskDecoder {
   public:
     SamMaskDecoder(const nc_config& config, const WeightStore& weights);
 
+    // Elements of each workspace buffer for n prompts per call: the image side once per call, the rest per pass of
+    // at most kPromptsPerPass prompts (sam_decoder.cpp).
+    struct Workspace {
+        int64_t src, src_pe, k0, v0, tokens, queries, qpe, qproj, kproj, vproj, small_out, keys, kpe, image_out, attn,
+            hidden, qt, z, kt, u, scores, up;
+        uint64_t bytes() const {
+            return 4 * uint64_t(src + src_pe + k0 + v0 + tokens + queries + qpe + qproj + kproj + vproj + small_out +
+                                keys + kpe + image_out + attn + hidden + qt + z + kt + u + scores + up);
+        }
+    };
+    Workspace workspace(int64_t n, int64_t sparse_tokens) const;
+    void reserve(int64_t n, int64_t sparse_tokens);
+    uint64_t workspace_held() const;
+    // The float tables made at load: output tokens and the cross attentions' per-head maps.
+    uint64_t derived_bytes() const;
+
     int64_t mask_size() const { return 4 * grid_; }  // low-res mask side: 4g (256)
 
     // In: embedding [D, g, g] (SamImageEncoder), dense_pe [g², D] and no_mask [D] (SamPromptEncoder), sparse
@@ -72,12 +88,15 @@ class SamMaskDecoder {
     // Per chunk of prompts.
     std::vector<float> tokens_, queries_, qpe_, qproj_, kproj_, vproj_, small_out_, hidden_, keys_, kpe_, image_out_,
         attn_, up_, qt_, z_, kt_, u_, scores_;
+    bool planned_ = false;
 };
 
 // §4 post-processing, as the demo's de_transform_mask: lowres [n, m, m] → bilinear (align_corners=False) to
 // image_size² → bilinear to L² with L = max(width, height) → logit > 0 → the centred (L − min)/2 pad of the short
 // axis cropped: masks [n, height, width] of 0/1. Only the kept part of the L² resize is computed.
 void sam_masks_to_image(ops::Ops& ops, const float* lowres, int64_t n, int64_t mask_size, int64_t image_size,
-                        int32_t width, int32_t height, uint8_t* masks, std::vector<float>& work);
+                        int32_t width, int32_t height, uint8_t* masks, std::vector<float>& work, bool planned);
+// Elements of sam_masks_to_image's work buffer for any image size: the image_size² resize and one band of rows.
+int64_t sam_masks_work(int64_t image_size);
 
 }  // namespace nc

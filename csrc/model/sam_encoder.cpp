@@ -6,6 +6,7 @@
 
 #include "core/dtype.h"
 #include "model/llm.h"
+#include "model/workspace.h"
 
 namespace nc {
 
@@ -33,12 +34,6 @@ ops::Weight slice(const ops::Weight& w, int64_t first, int64_t n) {
 int64_t window_rows(int64_t g, int32_t window) {
     const int64_t per_side = (g + window - 1) / window;
     return per_side * per_side * window * window;
-}
-
-template <class T>
-T* grown(std::vector<T>& buf, int64_t n) {
-    if (buf.size() < size_t(n)) buf.resize(size_t(n));
-    return buf.data();
 }
 
 }  // namespace
@@ -81,6 +76,34 @@ SamImageEncoder::SamImageEncoder(const nc_config& c, const WeightStore& w)
     }
 }
 
+SamImageEncoder::Workspace SamImageEncoder::workspace() const {
+    const int64_t g = grid_, T = g * g, E = width_, D = out_, wide = std::max(E, D);
+    int64_t windowed = 0;
+    for (const Block& b : blocks_) windowed = std::max(windowed, b.window > 0 ? window_rows(g, b.window) : 0);
+    // h and q hold the neck's [g², D] maps too; big the MLP's hidden rows, the windows of q, k, v and the attention
+    // output, or the patch rows.
+    return Workspace{T * E, T * wide, T * wide, T * E, T * E, std::max({T * mlp_, 4 * windowed * E, T * patch_w_.cols}),
+                     3 * E, T};
+}
+
+void SamImageEncoder::reserve() {
+    const Workspace w = workspace();
+    reserve_exact(x_, w.x);
+    reserve_exact(h_, w.h);
+    reserve_exact(q_, w.q);
+    reserve_exact(k_, w.k);
+    reserve_exact(v_, w.v);
+    reserve_exact(big_, w.big);
+    reserve_exact(fills_, w.fills);
+    reserve_exact(positions_, w.positions);
+    planned_ = true;
+}
+
+uint64_t SamImageEncoder::workspace_held() const {
+    return held_bytes(x_) + held_bytes(h_) + held_bytes(q_) + held_bytes(k_) + held_bytes(v_) + held_bytes(big_) +
+           held_bytes(fills_) + held_bytes(positions_);
+}
+
 void SamImageEncoder::attention(ops::Ops& ops, const Block& b, float* x) {
     const int64_t g = grid_, T = g * g, E = width_;
     const int32_t head_dim = int32_t(E / heads_);
@@ -100,7 +123,7 @@ void SamImageEncoder::attention(ops::Ops& ops, const Block& b, float* x) {
         // padded queries' outputs are dropped by window_merge, and proj runs on the g² kept rows only.
         const int32_t win = b.window;
         const int64_t rows = window_rows(g, win), windows = rows / (win * win);
-        float* fill = grown(fills_, 3 * E);
+        float* fill = grown(fills_, workspace().fills, planned_);
         const int32_t first = 0;
         ops.embedding(b.q_b, &first, 1, fill);
         ops.embedding(b.k_b, &first, 1, fill + E);
@@ -120,19 +143,18 @@ void SamImageEncoder::attention(ops::Ops& ops, const Block& b, float* x) {
 
 void SamImageEncoder::forward(ops::Ops& ops, const float* pixels, float* embedding) {
     // pixels [3, S, S] → patch rows [g², 3·p·p] → x [g², E] (+ pos_embed) → blocks → neck [g², D] → [D, g, g]
-    const int64_t g = grid_, T = g * g, E = width_, D = out_, wide = std::max(E, D);
-    int64_t windowed = 0;
-    for (const Block& b : blocks_) windowed = std::max(windowed, b.window > 0 ? window_rows(g, b.window) : 0);
-    float* x = grown(x_, T * E);
-    float* h = grown(h_, T * wide);  // the neck's maps [g², D] too
-    float* q = grown(q_, T * wide);
-    grown(k_, T * E);
-    grown(v_, T * E);
-    float* big = grown(big_, std::max({T * mlp_, 4 * windowed * E, T * patch_w_.cols}));
+    const int64_t g = grid_, T = g * g, E = width_, D = out_;
+    const Workspace w = workspace();
+    float* x = grown(x_, w.x, planned_);
+    float* h = grown(h_, w.h, planned_);
+    float* q = grown(q_, w.q, planned_);
+    grown(k_, w.k, planned_);
+    grown(v_, w.v, planned_);
+    float* big = grown(big_, w.big, planned_);
 
     ops.patches(pixels, 1, kChannels, int32_t(image_), int32_t(image_), int32_t(patch_), big);
     ops.linear(big, T, patch_w_, &patch_b_, x);
-    int32_t* pos = grown(positions_, T);
+    int32_t* pos = grown(positions_, w.positions, planned_);
     for (int64_t i = 0; i < T; ++i) pos[i] = int32_t(i);
     ops.embedding(pos_embed_, pos, T, h);
     ops.add(x, h, T * E);

@@ -18,6 +18,15 @@ class SamImageEncoder {
   public:
     SamImageEncoder(const nc_config& config, const WeightStore& weights);
 
+    // Elements of each workspace buffer for one image (the encoder runs one image per call).
+    struct Workspace {
+        int64_t x, h, q, k, v, big, fills, positions;
+        uint64_t bytes() const { return 4 * uint64_t(x + h + q + k + v + big + fills + positions); }
+    };
+    Workspace workspace() const;
+    void reserve();
+    uint64_t workspace_held() const;
+
     int64_t image_size() const { return image_; }  // S: input side (1024)
     int64_t grid() const { return grid_; }         // g = S / patch: embedding side (64)
     int64_t out_channels() const { return out_; }  // D: embedding channels (256)
@@ -45,6 +54,7 @@ class SamImageEncoder {
     // attention output, or the patch rows; fills holds the q, k, v biases of padded window positions.
     std::vector<float> x_, h_, q_, k_, v_, big_, fills_;
     std::vector<int32_t> positions_;
+    bool planned_ = false;
 };
 
 }  // namespace nc

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "model/llm.h"
+#include "model/workspace.h"
 
 namespace nc {
 
@@ -46,6 +47,20 @@ SamPromptEncoder::SamPromptEncoder(const nc_config& c, const WeightStore& w)
     }
 }
 
+void SamPromptEncoder::reserve(int64_t n) {
+    const Workspace w = workspace(n);
+    reserve_exact(mid_, w.mid);
+    reserve_exact(tokens_, w.tokens);
+    planned_ = true;
+}
+
+uint64_t SamPromptEncoder::workspace_held() const { return held_bytes(mid_) + held_bytes(tokens_); }
+
+uint64_t SamPromptEncoder::derived_bytes() const {
+    return held_bytes(gaussian_) + held_bytes(corner0_) + held_bytes(corner1_) + held_bytes(no_mask_) +
+           held_bytes(dense_pe_);
+}
+
 void SamPromptEncoder::fourier(float px, float py, float* out) const {
     const int64_t half = dim_ / 2;
     const float x = 2.0f * px - 1.0f, y = 2.0f * py - 1.0f;
@@ -60,14 +75,15 @@ void SamPromptEncoder::fourier(float px, float py, float* out) const {
 void SamPromptEncoder::sparse(ops::Ops& ops, const float* at_hidden, const float* boxes, int64_t n, float* out) {
     // at_hidden [n, H] → ReLU(Linear) [n, H] → Linear [n, T·D]; boxes [n, 4] → 2 corner tokens [n, 2, D]
     const int64_t T = llm_tokens_, D = dim_, K = sparse_tokens();
-    if (mid_.size() < size_t(n * hidden_)) mid_.resize(size_t(n * hidden_));
-    if (tokens_.size() < size_t(n * T * D)) tokens_.resize(size_t(n * T * D));
-    ops.linear(at_hidden, n, mlp0_w_, &mlp0_b_, mid_.data());
-    ops.relu(mid_.data(), n * hidden_);
-    ops.linear(mid_.data(), n, mlp2_w_, &mlp2_b_, tokens_.data());
+    const Workspace w = workspace(n);
+    float* mid = grown(mid_, w.mid, planned_);
+    float* tokens = grown(tokens_, w.tokens, planned_);
+    ops.linear(at_hidden, n, mlp0_w_, &mlp0_b_, mid);
+    ops.relu(mid, n * hidden_);
+    ops.linear(mid, n, mlp2_w_, &mlp2_b_, tokens);
     for (int64_t i = 0; i < n; ++i) {
         float* dst = out + i * K * D;
-        std::copy(tokens_.data() + i * T * D, tokens_.data() + (i + 1) * T * D, dst);
+        std::copy(tokens + i * T * D, tokens + (i + 1) * T * D, dst);
         // prompt_encoder(boxes = box · S): corners (b + 0.5) / S, computed in double then rounded, as the reference
         // does before its float32 encoding.
         const float* b = boxes + 4 * i;

@@ -18,6 +18,17 @@ class SamPromptEncoder {
   public:
     SamPromptEncoder(const nc_config& config, const WeightStore& weights);
 
+    // Elements of the workspace for n locations per call.
+    struct Workspace {
+        int64_t mid, tokens;
+        uint64_t bytes() const { return 4 * uint64_t(mid + tokens); }
+    };
+    Workspace workspace(int64_t n) const { return Workspace{n * hidden_, n * llm_tokens_ * dim_}; }
+    void reserve(int64_t n);
+    uint64_t workspace_held() const;
+    // The float tables made at load (Fourier matrix, corner embeddings, no-mask embedding, dense positions).
+    uint64_t derived_bytes() const;
+
     int64_t sparse_tokens() const { return llm_tokens_ + 2; }  // 4 from the LLM + 2 box corners (§4)
     int64_t width() const { return dim_; }                     // D (256)
 
@@ -38,6 +49,7 @@ class SamPromptEncoder {
     ops::Weight mlp0_w_, mlp0_b_, mlp2_w_, mlp2_b_;
     std::vector<float> gaussian_, corner0_, corner1_, no_mask_, dense_pe_;  // G [2, D/2], point_embeddings[2], [3]
     std::vector<float> mid_, tokens_;
+    bool planned_ = false;
 };
 
 }  // namespace nc

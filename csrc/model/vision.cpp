@@ -6,6 +6,7 @@
 
 #include "model/config.h"
 #include "model/llm.h"
+#include "model/workspace.h"
 
 namespace nc {
 
@@ -44,16 +45,45 @@ VisionTower::VisionTower(const nc_config& c, const WeightStore& w)
     }
 }
 
+VisionTower::Workspace VisionTower::workspace(int64_t n) const {
+    const int64_t R = n * (patches_ + 1), D = width_;
+    return Workspace{R * D, R * D, R * D, R * D, R * D, R * D, R * intermediate_, n * patches_ * patch_embed_.cols, R};
+}
+
+void VisionTower::reserve(int64_t n) {
+    const Workspace w = workspace(n);
+    reserve_exact(x_, w.x);
+    reserve_exact(h_, w.h);
+    reserve_exact(q_, w.q);
+    reserve_exact(k_, w.k);
+    reserve_exact(v_, w.v);
+    reserve_exact(attn_, w.attn);
+    reserve_exact(mlp_, w.mlp);
+    reserve_exact(pixel_rows_, w.pixel_rows);
+    reserve_exact(positions_, w.positions);
+    planned_ = true;
+}
+
+uint64_t VisionTower::workspace_held() const {
+    return held_bytes(x_) + held_bytes(h_) + held_bytes(q_) + held_bytes(k_) + held_bytes(v_) + held_bytes(attn_) +
+           held_bytes(mlp_) + held_bytes(pixel_rows_) + held_bytes(positions_);
+}
+
 void VisionTower::forward(ops::Ops& ops, const float* pixels, int64_t n, float* features) {
     // pixels [n, 3, S, S] → patch rows [n·P, 3·p·p] → tokens x [n, T = P + 1, D] (class token first)
     // → pre_layrnorm → layers → features [n, P, D]
     const int64_t P = patches_, T = P + 1, D = width_, R = n * T;
     const int32_t head_dim = int32_t(D / heads_);
-    for (auto* buf : {&x_, &h_, &q_, &k_, &v_, &attn_}) buf->resize(std::max(buf->size(), size_t(R * D)));
-    mlp_.resize(std::max(mlp_.size(), size_t(R * intermediate_)));
-    pixel_rows_.resize(std::max(pixel_rows_.size(), size_t(n * P * patch_embed_.cols)));
-    positions_.resize(size_t(R));
-    float *x = x_.data(), *h = h_.data();
+    const Workspace w = workspace(n);
+    float* x = grown(x_, w.x, planned_);
+    float* h = grown(h_, w.h, planned_);
+    grown(q_, w.q, planned_);
+    grown(k_, w.k, planned_);
+    grown(v_, w.v, planned_);
+    grown(attn_, w.attn, planned_);
+    grown(mlp_, w.mlp, planned_);
+    grown(pixel_rows_, w.pixel_rows, planned_);
+    grown(positions_, w.positions, planned_);
 
     // Embeddings: position rows everywhere, plus the patch embedding (conv, no bias) or the class embedding.
     ops.patches(pixels, n, kChannels, int32_t(image_), int32_t(image_), int32_t(patch_), pixel_rows_.data());

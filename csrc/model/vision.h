@@ -18,6 +18,15 @@ class VisionTower {
   public:
     VisionTower(const nc_config& config, const WeightStore& weights);
 
+    // Elements of each workspace buffer for n images per forward.
+    struct Workspace {
+        int64_t x, h, q, k, v, attn, mlp, pixel_rows, positions;
+        uint64_t bytes() const { return 4 * uint64_t(x + h + q + k + v + attn + mlp + pixel_rows + positions); }
+    };
+    Workspace workspace(int64_t n) const;
+    void reserve(int64_t n);
+    uint64_t workspace_held() const;
+
     int64_t image_size() const { return image_; }
     int64_t patches() const { return patches_; }  // P: patch tokens per image (576 for 336/14)
     int64_t width() const { return width_; }      // vision hidden size (1024)
@@ -37,9 +46,10 @@ class VisionTower {
     float eps_;
     ops::Weight patch_embed_, class_embed_, position_embed_, pre_norm_w_, pre_norm_b_;
     std::vector<Layer> layers_;
-    // Workspace, grown on demand and reused.
+    // Workspace (workspace()): reserved by a plan, else grown on demand and reused.
     std::vector<float> x_, h_, q_, k_, v_, attn_, mlp_, pixel_rows_;
     std::vector<int32_t> positions_;
+    bool planned_ = false;
 };
 
 }  // namespace nc

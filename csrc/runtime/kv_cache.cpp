@@ -8,6 +8,24 @@
 
 namespace nc {
 
+namespace {
+
+// One block of one layer: K and V for every KV head.
+int64_t layer_block_bytes(const nc_config& c, int32_t block_size, nc_dtype dtype) {
+    const int64_t head_dim = c.hidden_size / c.num_attention_heads;
+    return int64_t(2) * c.num_key_value_heads * block_size * head_dim * int64_t(dtype_size(dtype));
+}
+
+}  // namespace
+
+uint64_t KVCache::block_bytes(const nc_config& c, int32_t block_size, nc_dtype dtype) {
+    return uint64_t(layer_block_bytes(c, block_size, dtype)) * uint64_t(c.num_hidden_layers);
+}
+
+uint64_t KVCache::allocation_bytes(const nc_config& c, int32_t block_size, int64_t num_blocks, nc_dtype dtype) {
+    return uint64_t(num_blocks) * (block_bytes(c, block_size, dtype) + 2 * sizeof(int32_t));
+}
+
 KVCache::KVCache(const nc_config& config, int32_t block_size, int64_t num_blocks, nc_dtype dtype)
     : block_size_(block_size),
       num_blocks_(num_blocks),
@@ -22,7 +40,7 @@ KVCache::KVCache(const nc_config& config, int32_t block_size, int64_t num_blocks
         fail(NC_ERR_INVALID_ARGUMENT, "KV block count " + std::to_string(num_blocks) + " out of range");
     }
     if (!dtype_valid(dtype)) fail(NC_ERR_INVALID_ARGUMENT, "unknown KV dtype code " + std::to_string(int(dtype)));
-    block_bytes_ = int64_t(2) * kv_heads_ * block_size * head_dim_ * int64_t(dtype_size(dtype));
+    block_bytes_ = layer_block_bytes(config, block_size, dtype);
     storage_.resize(size_t(layer_bytes() * layers_));
     refs_.assign(size_t(num_blocks), 0);
     free_.reserve(size_t(num_blocks));

@@ -17,6 +17,11 @@ class KVCache {
     // block_size must be a power of two; num_blocks ≥ 1.
     KVCache(const nc_config& config, int32_t block_size, int64_t num_blocks, nc_dtype dtype);
 
+    // Bytes of one block: K and V of every layer.
+    static uint64_t block_bytes(const nc_config& config, int32_t block_size, nc_dtype dtype);
+    // Bytes a cache of num_blocks blocks allocates: the blocks, and a reference count and free-list slot per block.
+    static uint64_t allocation_bytes(const nc_config& config, int32_t block_size, int64_t num_blocks, nc_dtype dtype);
+
     int32_t block_size() const { return block_size_; }
     nc_dtype dtype() const { return dtype_; }
     int64_t num_blocks() const { return num_blocks_; }

@@ -26,6 +26,11 @@ class Sampler {
     // repetition penalty reads.
     int32_t next(const float* logits, int32_t vocab, const std::vector<int32_t>& history);
 
+    // Bytes a sampler keeps after sampling over `vocab` ids (probabilities and their order), and what one call with
+    // a repetition penalty allocates besides (a seen flag per id).
+    static uint64_t workspace_bytes(int64_t vocab) { return uint64_t(vocab) * (sizeof(double) + sizeof(int32_t)); }
+    static uint64_t call_bytes(int64_t vocab) { return uint64_t(vocab + 63) / 64 * 8; }
+
   private:
     double uniform();
 

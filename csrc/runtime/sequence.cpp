@@ -31,6 +31,18 @@ void Sequence::reserve(int64_t n) {
     while (blocks_.size() < needed) blocks_.push_back(cache_->allocate());
 }
 
+void Sequence::reserve_bookkeeping(int64_t positions, int64_t hidden_size) {
+    history_.reserve(size_t(positions));
+    blocks_.reserve(size_t((positions + cache_->block_size() - 1) / cache_->block_size()));
+    pending_location_.reserve(size_t(hidden_size));
+}
+
+uint64_t Sequence::bookkeeping_bytes(int64_t positions, int32_t block_size, int64_t hidden_size, int64_t vocab) {
+    const int64_t blocks = (positions + block_size - 1) / block_size;
+    return sizeof(Sequence) + sizeof(int32_t) * uint64_t(positions + blocks) + sizeof(float) * uint64_t(hidden_size) +
+           Sampler::workspace_bytes(vocab);
+}
+
 void Sequence::advance(const int32_t* tokens, int64_t n) {
     history_.insert(history_.end(), tokens, tokens + n);
     length_ += n;

@@ -31,6 +31,13 @@ class Sequence {
     // partially filled last block. Throws NC_ERR_OUT_OF_MEMORY when the cache is full (nothing is lost:
     // blocks already taken stay with the sequence).
     void reserve(int64_t n);
+    // Allocates the bookkeeping for up to `positions` positions at once (token history, block table, the pending
+    // location of a hidden_size row), so that steps within them never grow it.
+    void reserve_bookkeeping(int64_t positions, int64_t hidden_size);
+    // Bytes one sequence holds for up to `positions` positions: the object, its history and block table, a pending
+    // location, and the sampler's per-vocabulary buffers (sampler.h).
+    static uint64_t bookkeeping_bytes(int64_t positions, int32_t block_size, int64_t hidden_size, int64_t vocab);
+
     // Records that n tokens were written at [length, length + n).
     void advance(const int32_t* tokens, int64_t n);
 

@@ -135,7 +135,7 @@ TEST_F(Sam, MatchesTheReferenceOps) {
     std::vector<uint8_t> want_masks(masks.size());
     std::vector<float> work;
     nc::sam_masks_to_image(*ref, low.data(), n, dims.sam_mask_size, dims.sam_image_size, width, height,
-                           want_masks.data(), work);
+                           want_masks.data(), work, false);
     EXPECT_LT(nc_test::nmse(emb, want_emb), 1e-10);
     EXPECT_LT(nc_test::nmse(sp, want_sp), 1e-10);
     EXPECT_LT(nc_test::nmse(low, want_low), 1e-10);

@@ -16,15 +16,26 @@ import (
 	"github.com/nextchat/nextchat/internal/tokenizer"
 )
 
-// Options configure an engine.
+// Options configure an engine. The limits are the memory plan's (docs/ARCHITECTURE.md "Memory plan"): the core
+// allocates everything for them when the engine opens, and a request beyond them is rejected before any compute.
 type Options struct {
 	Backend bindings.Backend
 	Device  int
 	Threads int // CPU threads; 0: all
-	// KV cache: dtype, positions per block and total context positions to hold (0: the model's maximum).
-	KVDType       bindings.DType
-	KVBlockSize   int
+	// KV cache: dtype and positions per block.
+	KVDType     bindings.DType
+	KVBlockSize int
+	// ContextTokens: positions per sequence, prompt and answer (0: the model's maximum).
 	ContextTokens int
+	// MaxSequences: sequences at once — expressions of one Ground call, beams of RunBeams (0: 1).
+	MaxSequences int
+	// MaxStepRows: prompt rows of one step, all sequences together (0: ContextTokens × MaxSequences).
+	MaxStepRows int
+	// MaxLocations: user boxes per request and locations per SAM call (0: 8; Segment splits larger answers).
+	MaxLocations int
+	// Image caches by content: CLIP features and SAM embeddings (0: 16 and 4; negative: none).
+	FeatureCacheImages int
+	SAMCacheImages     int
 }
 
 // DefaultOptions: CPU, F16 KV cache in blocks of 16.
@@ -32,20 +43,39 @@ func DefaultOptions() Options {
 	return Options{Backend: bindings.CPU, KVDType: bindings.F16, KVBlockSize: 16}
 }
 
+// PlanRequest is the memory plan request the options make (one image per CLIP call: the engine encodes each
+// image on its own).
+func (o Options) PlanRequest() bindings.PlanRequest {
+	caches := func(n, def int) int {
+		switch {
+		case n < 0:
+			return 0
+		case n == 0:
+			return def
+		}
+		return n
+	}
+	return bindings.PlanRequest{Backend: o.Backend, Threads: o.Threads, MaxContext: int64(o.ContextTokens),
+		MaxSequences: o.MaxSequences, MaxStepRows: o.MaxStepRows, MaxImages: 1, MaxLocations: o.MaxLocations,
+		KVBlockSize: o.KVBlockSize, KVDType: o.KVDType, FeatureCacheImages: caches(o.FeatureCacheImages, 16),
+		SAMCacheImages: caches(o.SAMCacheImages, 4)}
+}
+
 // Engine serves requests on one loaded model. Generate calls are serialized.
 type Engine struct {
 	Dir   *modeldir.Dir
 	Model *bindings.Model
 	Tok   *tokenizer.Tokenizer
+	// Plan is the memory plan the core reserved: every limit a request is admitted against.
+	Plan   bindings.Plan
 	cache  *bindings.Cache
 	mu     sync.Mutex
 	images featureCache // CLIP features by image content
-	// SAM image embeddings by image content: the encoder runs once per image, and only for answers with
-	// locations (ARCHITECTURE "Memory and scheduling").
+	// SAM image embeddings by content: the encoder runs once per image, and only for answers with locations.
 	samImages featureCache
 }
 
-// Open loads a model directory and allocates its KV cache.
+// Open loads a model directory, reserves its memory plan and allocates the KV cache the plan sizes.
 func Open(path string, o Options) (*Engine, error) {
 	d, err := modeldir.Open(path)
 	if err != nil {
@@ -63,21 +93,42 @@ func Open(path string, o Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}
-	ctxTokens := o.ContextTokens
-	if ctxTokens <= 0 || ctxTokens > d.Config.MaxPositionEmbeddings {
-		ctxTokens = d.Config.MaxPositionEmbeddings
+	plan, err := m.Reserve(o.PlanRequest())
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("memory plan: %w", err)
 	}
-	block := o.KVBlockSize
-	if block <= 0 {
-		block = 16
-	}
-	cache, err := m.NewCache(block, int64((ctxTokens+block-1)/block), o.KVDType)
+	cache, err := m.NewCache(plan.Request.KVBlockSize, plan.KVBlocks, plan.Request.KVDType)
 	if err != nil {
 		m.Close()
 		return nil, err
 	}
-	slog.Debug("engine ready", "model", d.Path, "context", ctxTokens, "kv_dtype", o.KVDType)
-	return &Engine{Dir: d, Model: m, Tok: tok, cache: cache}, nil
+	slog.Debug("engine ready", "model", d.Path, "context", plan.Request.MaxContext, "sequences",
+		plan.Request.MaxSequences, "kv_dtype", o.KVDType, "host_bytes", plan.HostBytes)
+	return &Engine{Dir: d, Model: m, Tok: tok, Plan: plan, cache: cache,
+		images:    featureCache{capacity: plan.Request.FeatureCacheImages},
+		samImages: featureCache{capacity: plan.Request.SAMCacheImages}}, nil
+}
+
+// admit rejects, before any compute, a request whose sequences or rows the plan does not cover: rows[i] are the
+// prompt rows of sequence i, extra the positions each may still add (new tokens).
+func (e *Engine) admit(rows []int, extra int) error {
+	r := e.Plan.Request
+	if len(rows) > r.MaxSequences {
+		return fmt.Errorf("%w: %d sequences at once, the plan has %d (--batch)", bindings.ErrOverPlan, len(rows), r.MaxSequences)
+	}
+	total := 0
+	for _, n := range rows {
+		total += n
+		if int64(n+extra) > r.MaxContext {
+			return fmt.Errorf("%w: context too long: %d prompt rows + %d new tokens > %d planned positions (--ctx)",
+				bindings.ErrOverPlan, n, extra, r.MaxContext)
+		}
+	}
+	if total > r.MaxStepRows {
+		return fmt.Errorf("%w: %d prompt rows in one step, the plan has %d", bindings.ErrOverPlan, total, r.MaxStepRows)
+	}
+	return nil
 }
 
 // Close releases the model.
@@ -143,6 +194,9 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 		return Result{}, fmt.Errorf("max new tokens must be positive, got %d", g.MaxNewTokens)
 	}
 	g.Forced = append(append([]int32(nil), p.Forced...), g.Forced...)
+	if err := e.admit([]int{len(p.IDs)}, g.MaxNewTokens); err != nil {
+		return Result{}, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	seq, err := e.cache.NewSeq(g.Sampling)

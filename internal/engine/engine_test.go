@@ -42,6 +42,7 @@ func openCase(t *testing.T, c golden.Case, dtype bindings.DType) *Engine {
 	o.KVDType = bindings.F32
 	o.Threads = 2
 	o.ContextTokens = 512
+	o.MaxSequences = 4 // Ground's three expressions, four beams
 	e, err := Open(dir, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })

@@ -42,6 +42,13 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 		}
 		inputs[i] = groundingRows(p, e.Model.Hidden())
 	}
+	rows := make([]int, len(inputs))
+	for i, in := range inputs {
+		rows[i] = len(in.Tokens)
+	}
+	if err := e.admit(rows, 0); err != nil {
+		return nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

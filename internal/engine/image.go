@@ -9,11 +9,6 @@ import (
 	"github.com/nextchat/nextchat/internal/imageproc"
 )
 
-// imageCacheSize bounds the CLIP feature cache: features are keyed by image content, so a conversation about
-// one image, or many requests about a popular one, encode it once (docs/ARCHITECTURE.md "Memory and
-// scheduling").
-const imageCacheSize = 16
-
 // imageKey is the content hash of a decoded image.
 type imageKey [sha256.Size]byte
 
@@ -29,11 +24,14 @@ func keyOf(img *imageproc.RGB) imageKey {
 	return k
 }
 
-// featureCache is a small LRU of projected CLIP features by image content.
+// featureCache is a small LRU of image features by content (CLIP's projected features, SAM's embeddings): a
+// conversation about one image, or many requests about a popular one, encode it once. Its capacity is the memory
+// plan's (docs/ARCHITECTURE.md "Memory plan"); 0 keeps nothing.
 type featureCache struct {
-	mu    sync.Mutex
-	order []imageKey // least recently used first
-	byKey map[imageKey][]float32
+	capacity int
+	mu       sync.Mutex
+	order    []imageKey // least recently used first
+	byKey    map[imageKey][]float32
 }
 
 func (c *featureCache) get(k imageKey) ([]float32, bool) {
@@ -49,10 +47,13 @@ func (c *featureCache) get(k imageKey) ([]float32, bool) {
 func (c *featureCache) put(k imageKey, f []float32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.capacity <= 0 {
+		return
+	}
 	if c.byKey == nil {
 		c.byKey = map[imageKey][]float32{}
 	}
-	if _, ok := c.byKey[k]; !ok && len(c.order) == imageCacheSize {
+	if _, ok := c.byKey[k]; !ok && len(c.order) == c.capacity {
 		delete(c.byKey, c.order[0])
 		c.order = c.order[1:]
 	}

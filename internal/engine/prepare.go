@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 
+	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/imageproc"
 
 	"github.com/nextchat/nextchat/internal/prompt"
@@ -30,6 +31,9 @@ type Request struct {
 // k-th user <boxes> row takes loc_encoder of the k-th referenced box.
 func (e *Engine) Prepare(req Request) (Prepared, error) {
 	cfg := e.Dir.Config
+	if n := max(len(req.Boxes), len(req.RegionBoxes)); n > e.Plan.Request.MaxLocations {
+		return Prepared{}, e.tooManyBoxes(n)
+	}
 	if req.Image != nil {
 		var err error
 		if req.ImageFeatures, err = e.ImageFeatures(req.Image); err != nil {
@@ -83,6 +87,9 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 		return Prepared{}, err
 	}
 	if len(order) > 0 {
+		if len(order) > e.Plan.Request.MaxLocations {
+			return Prepared{}, e.tooManyBoxes(len(order))
+		}
 		boxes := make([][4]float32, len(order))
 		for k, i := range order {
 			boxes[k] = req.RegionBoxes[i]
@@ -156,4 +163,8 @@ func spliceBoxes(p Prepared, embeds []float32, boxesID int32, H int) error {
 		return fmt.Errorf("%d region boxes but %d <boxes> tokens in the prompt", len(embeds)/H, k)
 	}
 	return nil
+}
+
+func (e *Engine) tooManyBoxes(n int) error {
+	return fmt.Errorf("%w: %d region boxes, the plan has %d per request", bindings.ErrOverPlan, n, e.Plan.Request.MaxLocations)
 }

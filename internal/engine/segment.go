@@ -69,19 +69,28 @@ func (e *Engine) SAMStages(img *imageproc.RGB, locs []Location) (SAMStages, erro
 	return SAMStages{Pixels: pixels, Embedding: embedding, Masks: masks}, nil
 }
 
-// decodeMasks runs the prompt encoder and mask decoder for all the locations at once with their <at> hidden
-// states and boxes.
+// decodeMasks runs the prompt encoder and mask decoder for the locations with their <at> hidden states and boxes,
+// the plan's locations per call at a time: an answer with more is split, not refused.
 func (e *Engine) decodeMasks(img *imageproc.RGB, embedding []float32, locs []Location) (bindings.SAMMasks, error) {
-	var hidden, boxes []float32
-	for _, l := range locs {
-		hidden = append(hidden, l.Hidden...)
-		boxes = append(boxes, l.Box[:]...)
+	all := bindings.SAMMasks{Width: img.W, Height: img.H}
+	for first := 0; first < len(locs); first += e.Plan.Request.MaxLocations {
+		part := locs[first:min(first+e.Plan.Request.MaxLocations, len(locs))]
+		var hidden, boxes []float32
+		for _, l := range part {
+			hidden = append(hidden, l.Hidden...)
+			boxes = append(boxes, l.Box[:]...)
+		}
+		out, err := e.Model.SAMDecodeMasks(embedding, hidden, boxes, img.W, img.H)
+		if err != nil {
+			return bindings.SAMMasks{}, fmt.Errorf("masks: %w", err)
+		}
+		all.N += out.N
+		all.LowRes = append(all.LowRes, out.LowRes...)
+		all.IoU = append(all.IoU, out.IoU...)
+		all.Masks = append(all.Masks, out.Masks...)
+		all.Sparse = append(all.Sparse, out.Sparse...)
 	}
-	out, err := e.Model.SAMDecodeMasks(embedding, hidden, boxes, img.W, img.H)
-	if err != nil {
-		return bindings.SAMMasks{}, fmt.Errorf("masks: %w", err)
-	}
-	return out, nil
+	return all, nil
 }
 
 func (e *Engine) samEmbedding(img *imageproc.RGB) ([]float32, error) {

@@ -133,11 +133,11 @@ func sameBytes(_ string, old []byte) []byte { return old }
 
 func TestBrokenDirectories(t *testing.T) {
 	tests := []struct {
-		name  string
-		shard int64
+		name   string
+		shard  int64
 		break_ func(t *testing.T, dir string)
-		want  []string
-		is    error
+		want   []string
+		is     error
 	}{
 		{"truncated weights", 0, func(t *testing.T, dir string) {
 			p := filepath.Join(dir, "model.safetensors")

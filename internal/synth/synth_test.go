@@ -243,4 +243,3 @@ func BenchmarkGenerateTinyBF16(b *testing.B) {
 	}
 	b.SetBytes(bytesOut)
 }
-

@@ -1,0 +1,63 @@
+// The memory plan (docs/ARCHITECTURE.md "Memory plan"): the limits a caller plans for, with defaults, and the bound
+// of the CPU ops' own working memory for the shapes a stage runs.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+
+#include "nextchat.h"
+
+namespace nc {
+
+// The request with every default filled in and every limit checked against the config.
+nc_plan_request plan_limits(const nc_config& config, const nc_plan_request& request);
+
+// Upper bound of what the CPU ops (csrc/ops) allocate themselves while a stage runs, from the kernels' blocking
+// constants (cpu_gemm.cpp's tiles, cpu_gemv.cpp's row limit, cpu_sam.cpp's im2col chunk): buffers of one call
+// (the GEMM's packed activations, bias tiles), buffers each thread keeps (a packed weight block, attention panels,
+// row scratch; a growing std::vector may hold up to twice its largest request) and buffers of one op set (the
+// convolutions' re-laid weights and columns). The ops keep these constants private, so they are restated here;
+// test_plan measures a planned workload's heap against this bound so that a change in the ops shows.
+class OpScratch {
+  public:
+    // y [rows, Σ n] = x [rows, k] · Wᵀ for weights of n outputs each (Ops::linears).
+    void linear(int64_t rows, int64_t k, std::initializer_list<int64_t> n);
+    // Non-causal attention over kv_rows keys of head_dim, optionally with SAM's relative-position bias on a
+    // grid × grid map (0: none).
+    void attention(int64_t kv_rows, int64_t head_dim, int64_t bias_grid);
+    // Causal attention over a sequence's paged cache of up to `context` positions (cpu.cpp's per-thread row).
+    void kv_attention(int64_t context, int64_t head_dim);
+    // rms_norm / layer_norm rows of `dim` (their per-thread copy of the weights).
+    void norm(int64_t dim, bool with_bias);
+    // conv2d with a kernel > 1 over `pixels` pixels of `in` channels to `out` (weights re-laid, im2col chunk).
+    void conv(int64_t pixels, int64_t in, int64_t out, int64_t kernel);
+    // conv_transpose2x2 over `pixels` input pixels (weights re-laid, un-interleaved output).
+    void conv_transpose(int64_t pixels, int64_t in, int64_t out);
+    // resize_bilinear writing `cols` columns (its per-call taps).
+    void resize(int64_t cols);
+    // Bytes a stage's own code allocates for one call and frees (descriptors, per-call vectors).
+    void call(uint64_t bytes) { call_ = std::max(call_, bytes); }
+
+    // Bytes for a pool of `threads` threads (the caller included).
+    uint64_t bytes(int threads) const { return call_ + per_thread_ * uint64_t(threads) + op_set_; }
+
+  private:
+    // A growing std::vector whose largest request so far is `largest` is asked for `need`: what it may hold, counted
+    // in `total`, grows by up to twice the difference.
+    static void grow(uint64_t& largest, uint64_t need, uint64_t& total);
+    // cpu_sam.cpp's Buffers of the op set: re-laid weights and working rows, shared by both convolutions.
+    void conv_buffers(uint64_t weights, uint64_t work);
+
+    uint64_t call_ = 0, per_thread_ = 0, op_set_ = 0;
+    // The largest request so far of each growing buffer: cpu.cpp's row, cpu_gemv.cpp's reordered rows, the GEMM's
+    // weight blocks (0 until the first GEMM) and attention panels (keys, values, query block, scores, outputs),
+    // the relative-position rows.
+    uint64_t row_scratch_ = 0, gemv_rows_ = 0, weight_blocks_ = 0, panels_[5] = {}, bias_rows_ = 0;
+    uint64_t conv_weights_ = 0, conv_work_ = 0;
+};
+
+// Threads of an op pool: nc_model_params.threads, 0 meaning one per hardware thread (ThreadPool's rule).
+int pool_threads(int32_t threads);
+
+}  // namespace nc
