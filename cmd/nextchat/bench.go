@@ -38,6 +38,7 @@ type benchOptions struct {
 	threads      int
 	images       int
 	prompts      int
+	samEncoder   bool
 	tokens       int
 	steps        int
 	batches      []int
@@ -88,6 +89,7 @@ func benchCommand() command {
 			fs.IntVar(&o.threads, "threads", 0, "CPU compute threads; 0 = one per hardware thread")
 			fs.IntVar(&o.images, "images", 4, "vision: images per timed run, encoded in one call")
 			fs.IntVar(&o.prompts, "prompts", 8, "sam: locations per mask-decoder call")
+			fs.BoolVar(&o.samEncoder, "encoder", true, "sam: time the image encoder too (false: the mask decoder alone, on a random embedding)")
 			fs.IntVar(&o.tokens, "prompt-tokens", 128, "llm: prefill length")
 			fs.IntVar(&o.steps, "steps", 8, "llm: decode steps per timed run")
 			fs.IntSliceVar(&o.batches, "batches", []int{1, 4, 16}, "llm: decode batch sizes")

@@ -70,12 +70,21 @@ func benchSAM(ctx context.Context, o benchOptions) (benchReport, error) {
 		pixels[i] = float32(rng.Float64()*4.7 - 2.1)
 	}
 	var embedding []float32
-	encSeconds, err := timeRuns(ctx, o.repeat, func() error {
-		embedding, err = m.SAMEncodeImage(pixels)
-		return err
-	})
-	if err != nil {
-		return benchReport{}, err
+	var encSeconds []float64
+	if o.samEncoder {
+		encSeconds, err = timeRuns(ctx, o.repeat, func() error {
+			embedding, err = m.SAMEncodeImage(pixels)
+			return err
+		})
+		if err != nil {
+			return benchReport{}, err
+		}
+	} else {
+		// An image embedding's scale: the neck ends in a LayerNorm2d.
+		embedding = make([]float32, d.EmbedDim*d.Grid*d.Grid)
+		for i := range embedding {
+			embedding[i] = float32(rng.NormFloat64())
+		}
 	}
 	// <at> hidden states of final-RMSNorm scale and boxes spread over the image.
 	hidden := make([]float32, o.prompts*d.HiddenSize)
@@ -105,8 +114,8 @@ func benchSAM(ctx context.Context, o benchOptions) (benchReport, error) {
 		Shape: map[string]int{"prompts_per_call": o.prompts, "sam_grid": d.Grid, "prompt_embed_dim": d.EmbedDim,
 			"decoder_depth": cfg.SAM.DecoderDepth, "decoder_mlp_dim": cfg.SAM.DecoderMLPDim, "hidden_size": d.HiddenSize},
 	}, o)
-	if err != nil {
-		return benchReport{}, err
+	if err != nil || !o.samEncoder {
+		return decoder, err
 	}
 	encoder, err := finish(benchReport{
 		Benchmark: "sam image encoder", Model: dir.Path, Synthetic: synthetic, Unit: "image", ItemsPerRun: 1,

@@ -6,6 +6,8 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "ops/cpu_amx.h"
+#include "ops/cpu_gemv.h"
 
 namespace nc {
 
@@ -16,8 +18,6 @@ namespace {
 constexpr int64_t kTileRows = 12, kTileCols = 32, kBlockOutputs = 128, kBlockDepth = 1024, kAlignFloats = 16;
 // Weight dtypes, each with its own instantiation of the GEMM (and so its own per-thread weight block).
 constexpr int64_t kWeightDTypes = 3;
-// cpu_gemv.cpp: linears of up to this many rows take the dot-product path (kGemvMaxRows).
-constexpr int64_t kGemvRows = 16;
 // cpu_sam.cpp: im2col rows per chunk of a convolution.
 constexpr int64_t kIm2colChunk = 1024;
 // A std::vector grown by resize holds at most twice its largest request (libstdc++ doubles).
@@ -74,10 +74,17 @@ void OpScratch::grow(uint64_t& largest, uint64_t need, uint64_t& total) {
 }
 
 void OpScratch::linear(int64_t rows, int64_t k, std::initializer_list<int64_t> n) {
-    if (rows <= kGemvRows) {
-        // cpu_gemv.cpp: x reordered into one per-thread vector; nothing else.
-        const uint64_t need = 4 * uint64_t(rows * k);
-        grow(gemv_rows_, need, per_thread_);
+    if (rows >= ops::kAmxMinRows) {
+        // cpu_amx.cpp, when the CPU has AMX and the weights are bf16 (counted whether or not they will be): its
+        // buffers on the calling thread.
+        const ops::AmxScratch amx = ops::amx_scratch_bytes(rows, k, n);
+        grow(amx_packed_, amx.packed, per_thread_);
+        grow(amx_padded_, amx.padded, per_thread_);
+        grow(amx_tiles_, amx.tiles, per_thread_);
+    }
+    if (rows <= ops::kGemvMaxRows) {
+        // cpu_gemv.cpp: x prepared into one vector on the calling thread; nothing else.
+        grow(gemv_rows_, ops::gemv_scratch_bytes(rows, k), per_thread_);
         return;
     }
     // cpu_gemm.cpp: the activations packed for the call, the bias tiles (every output rounded to the widest tile)

@@ -74,10 +74,15 @@ __attribute__((target("avx512f,avx512bw"))) void pack_row(const float* xr, int64
     }
 }
 
+// bf16 elements of the packed x of `rows` rows (32 of alignment slack).
+int64_t packed_elems(int64_t rows, int64_t kblocks) {
+    return (rows + kTile - 1) / kTile * kblocks * kParts * kBTileElems + 32;
+}
+
 void pack_x(ThreadPool& pool, const float* x, int64_t rows, int64_t K, int64_t kblocks, std::vector<uint16_t>& buf,
             uint16_t** out) {
     const int64_t row_blocks = (rows + kTile - 1) / kTile, block_elems = kblocks * kParts * kBTileElems;
-    buf.resize(size_t(row_blocks * block_elems + 32));
+    buf.resize(size_t(packed_elems(rows, kblocks)));
     uint16_t* base = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
     // Rows past the last are zero, so the tiles of the last block multiply zeros.
     const int64_t tail = rows % kTile;
@@ -178,6 +183,15 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
 }
 
 }  // namespace
+
+AmxScratch amx_scratch_bytes(int64_t rows, int64_t K, std::initializer_list<int64_t> widths) {
+    AmxScratch s{sizeof(uint16_t) * uint64_t(packed_elems(std::min(rows, kAmxChunkRows), K / kKBlock)), 0, 0};
+    for (int64_t w : widths) {
+        s.padded += sizeof(std::vector<uint16_t>) + (w % kTile != 0 ? sizeof(uint16_t) * uint64_t(kTile * K) : 0);
+        s.tiles += sizeof(OutTile) * uint64_t((w + kTile - 1) / kTile);
+    }
+    return s;
+}
 
 bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n) {
     if (!cpu_has_amx() || rows < kAmxMinRows || n < 1) return false;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
@@ -25,5 +26,13 @@ bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);
 
 // Ops::linears on the tiles: y_i [rows, w_i.rows] = x [rows, K] · w_iᵀ (+ bias_i). Requires amx_takes.
 void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n);
+
+// What amx_linears keeps on the calling thread for rows of width K and weights of these output widths (the packed
+// x of one chunk, the zero-padded last tile of each weight, the tile list): each a buffer that holds its largest
+// request, the memory plan's bound (model/plan.cpp).
+struct AmxScratch {
+    uint64_t packed, padded, tiles;
+};
+AmxScratch amx_scratch_bytes(int64_t rows, int64_t K, std::initializer_list<int64_t> widths);
 
 }  // namespace nc::ops

@@ -223,8 +223,10 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& 
 // power-of-two row stride would put the 4 rows of a tile and the weight rows in one set), and for bf16 weights
 // each whole step of 32 columns as its 16 even-indexed then its 16 odd-indexed values, the order Wide<BF16>
 // yields the weights in (the tail past the last whole step is read from x itself). Returns the row stride.
+int64_t prepared_ld(int64_t K) { return (K + 15) / 16 * 16 + 16; }
+
 int64_t prepare_x(const float* x, int64_t rows, int64_t K, bool split, std::vector<float>& buf, const float** out) {
-    const int64_t ld = (K + 15) / 16 * 16 + 16;
+    const int64_t ld = prepared_ld(K);
     buf.resize(size_t(rows * ld + 16));
     float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
     const int64_t body = K / kStep * kStep;
@@ -281,6 +283,8 @@ void init_outputs(const LinearOut& out, int64_t rows, int64_t o0, int64_t o1) {
 }
 
 }  // namespace
+
+uint64_t gemv_scratch_bytes(int64_t rows, int64_t K) { return sizeof(float) * uint64_t(rows * prepared_ld(K) + 16); }
 
 void gemv_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
     const Isa isa = cpu_isa();

@@ -20,4 +20,8 @@ constexpr int64_t kGemvMaxRows = 16;
 // K. One parallel loop covers all the outputs, so q/k/v (or gate/up) cost one fork-join, not three.
 void gemv_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n);
 
+// The buffer gemv_linears keeps on the calling thread (x prepared for the AVX-512 kernel) for rows of width K: the
+// memory plan's bound (model/plan.cpp).
+uint64_t gemv_scratch_bytes(int64_t rows, int64_t K);
+
 }  // namespace nc::ops

@@ -65,6 +65,9 @@ def main():
     sam = SamReference(cfg)
     sam.load_state_dict(checkpoint.take(weights, "sam.model."), strict=True)
     sam.to(dtype).eval()
+    # segment-anything's prompt encoder multiplies float32 coordinates by its Gaussian matrix: it stays float32, and
+    # SamReference casts what it returns to the encoder's dtype.
+    sam.prompt_encoder.float()
     hidden, tokens, dim = cfg["hidden_size"], cfg["seg_prompt_tokens"], cfg["sam_config"]["prompt_embed_dim"]
     seg_prompt_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, tokens * dim))
     seg_prompt_mlp.load_state_dict(checkpoint.take(weights, "seg_prompt_mlp."), strict=True)
