@@ -197,10 +197,12 @@ bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n) {
     if (!cpu_has_amx() || rows < kAmxMinRows || n < 1) return false;
     const int64_t K = outs[0].w->cols;
     if (K < kKBlock) return false;
+    int64_t outputs = 0;
     for (int32_t i = 0; i < n; ++i) {
         if (outs[i].w->dtype != NC_DTYPE_BF16 || outs[i].w->cols != K) return false;
+        outputs += outs[i].w->rows;
     }
-    return true;
+    return outputs >= kAmxMinOutputs;
 }
 
 void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {

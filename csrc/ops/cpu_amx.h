@@ -16,12 +16,17 @@ namespace nc::ops {
 // tiles do (measured on 5632×2048 bf16, 2 cores: equal at 4 rows, the tiles 1.6× faster at 8, 3.5× at 16).
 constexpr int64_t kAmxMinRows = 5;
 
+// Below this many outputs in all the tiles lose to the AVX-512 kernels: x is split and re-laid once per call (a cost
+// per element of x), and only enough outputs amortize it (build/nextchat_bench_linear N 256 4 2 bf16 4096: the tiles
+// 2.2× slower at 128 outputs, 1.2× at 512, 1.16× faster at 1280; break-even ≈ 700).
+constexpr int64_t kAmxMinOutputs = 768;
+
 // Rows of x packed and multiplied at a time: bounds the packed copy (3 bf16 parts: 1.5× the chunk's floats, 17 MB
 // at K = 11008) while every weight is read once per 256 rows — far less time than those rows' products take.
 constexpr int64_t kAmxChunkRows = 256;
 
-// Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows, every weight
-// bf16, one input width ≥ 32.
+// Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows and
+// kAmxMinOutputs outputs, every weight bf16, one input width ≥ 32.
 bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);
 
 // Ops::linears on the tiles: y_i [rows, w_i.rows] = x [rows, K] · w_iᵀ (+ bias_i). Requires amx_takes.

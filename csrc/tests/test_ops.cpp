@@ -30,7 +30,8 @@ class OpHarness : public testing::TestWithParam<nc_dtype> {
 };
 
 // Few rows (the decode regime): every remainder of the row and output tiles, input widths around the 8- and
-// 32-wide steps (tails), k-chunks and output blocks of the many-row blocking, every weight dtype, each kernel ISA.
+// 32-wide steps (tails), long rows, enough outputs for the AMX tiles (a partial last tile), every weight dtype, each
+// kernel ISA.
 class DecodeLinear : public nc_test::PerIsa {};
 
 TEST_P(DecodeLinear, MatchesReference) {
@@ -38,7 +39,8 @@ TEST_P(DecodeLinear, MatchesReference) {
         for (auto [rows, in, out, with_bias] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
                  {1, 1, 1, false}, {1, 7, 5, true}, {2, 9, 3, false}, {3, 64, 17, true}, {5, 127, 33, true},
                  {7, 129, 4, false}, {1, 32, 9, true}, {4, 33, 8, false}, {6, 95, 13, true}, {8, 300, 21, false},
-                 {16, 96, 12, true}, {15, 31, 7, false}, {9, 4100, 131, true}, {5, 2049, 67, false}}) {
+                 {16, 96, 12, true}, {15, 31, 7, false}, {9, 4100, 131, true}, {5, 2049, 67, false},
+                 {9, 100, 805, true}, {16, 64, 768, false}}) {
             SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows) + " in " +
                          std::to_string(in) + " out " + std::to_string(out));
             StoredWeight w(random_floats(size_t(in * out), 1), dtype, out, in);
@@ -56,7 +58,7 @@ TEST_P(DecodeLinear, MatchesReference) {
 // two weights, a bias on one of them; the rows on both sides of the decode/GEMM crossover.
 TEST_P(DecodeLinear, SharedInputLinears) {
     const int64_t in = 70;
-    const int64_t widths[3] = {13, 6, 33};
+    const int64_t widths[3] = {13, 6, 790};  // 809 outputs in all: enough for the AMX tiles
     for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16}) {
         for (int64_t rows : {1, 3, 16, 17}) {
             SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows));

@@ -30,7 +30,8 @@ TEST_P(VisionOps, LinearManyRows) {
     for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16}) {
         for (auto [rows, in, out, with_bias] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
                  {16, 33, 17, true}, {17, 33, 17, true}, {19, 300, 70, true}, {100, 515, 129, false},
-                 {61, 257, 300, true}, {577, 64, 33, true}, {37, 7, 1, false}, {200, 1, 40, true}}) {
+                 {61, 257, 300, true}, {577, 64, 33, true}, {37, 7, 1, false}, {200, 1, 40, true},
+                 {300, 70, 790, true}}) {
             SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows) + " in " +
                          std::to_string(in) + " out " + std::to_string(out));
             StoredWeight w(random_floats(size_t(in * out), 21), dtype, out, in);
