@@ -31,6 +31,7 @@ type infoReport struct {
 	UnusedBytes    uint64            `json:"unused_bytes"`
 	Unused         []string          `json:"unused_tensors"`
 	Unknown        []string          `json:"unknown_tensors"`
+	Buffers        []string          `json:"buffers"` // non-float tensors the spec does not name, set aside
 	KVPerToken     map[string]uint64 `json:"kv_bytes_per_token"`
 	ImageTokens    int               `json:"image_tokens"`
 	LoadSeconds    float64           `json:"load_seconds"`
@@ -127,6 +128,7 @@ func buildInfo(path string) (infoReport, error) {
 		StoredParams:   inv.StoredParams,
 		Unused:         inv.Unused,
 		Unknown:        inv.Unknown,
+		Buffers:        bufferNames(d),
 		KVPerToken:     map[string]uint64{},
 		ImageTokens:    d.Config.ImageTokens(),
 		LoadSeconds:    loadSeconds,
@@ -193,6 +195,9 @@ func writeInfo(w io.Writer, r infoReport, verbose bool) error {
 	fmt.Fprintf(tw, "total stored\t%s\t\t\n", groupDigits(r.StoredParams))
 	fmt.Fprintf(tw, "\nunused tensors\t%d (%s), never read\n", len(r.Unused), progress.FormatBytes(int64(r.UnusedBytes)))
 	fmt.Fprintf(tw, "unknown tensors\t%d, ignored\n", len(r.Unknown))
+	if len(r.Buffers) > 0 {
+		fmt.Fprintf(tw, "buffers\t%d (not F32/F16/BF16, not in the spec: %s), ignored\n", len(r.Buffers), strings.Join(r.Buffers, ", "))
+	}
 	fmt.Fprintf(tw, "KV cache\t%s/token bf16, %s/token f16, %s/token f32\n", formatBinary(r.KVPerToken["bf16"]), formatBinary(r.KVPerToken["f16"]), formatBinary(r.KVPerToken["f32"]))
 	fmt.Fprintf(tw, "load\t%.3f s (memory-mapped, every tensor checked)\n", r.LoadSeconds)
 	if err := tw.Flush(); err != nil {
@@ -253,4 +258,13 @@ func groupDigits(n int64) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// bufferNames are the directory's set-aside tensors (modeldir.Dir.Buffers).
+func bufferNames(d *modeldir.Dir) []string {
+	names := make([]string, len(d.Buffers))
+	for i, b := range d.Buffers {
+		names[i] = b.Name
+	}
+	return names
 }

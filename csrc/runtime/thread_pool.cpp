@@ -1,8 +1,32 @@
 #include "runtime/thread_pool.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
+#include <chrono>
 
 namespace nc {
+
+namespace {
+
+// How long a thread polls before it sleeps: a model's ops come as runs of short loops (a decode step: a few hundred
+// in a few ms), and a sleeping thread takes a futex wake and a context switch (10–50 µs here) to start the next one.
+constexpr auto kSpin = std::chrono::microseconds(50);
+
+// Polls `ready` until it holds or kSpin has passed; whether it holds.
+template <class F>
+bool spin_until(F ready) {
+    const auto deadline = std::chrono::steady_clock::now() + kSpin;
+    for (;;) {
+        for (int i = 0; i < 16; ++i) {
+            if (ready()) return true;
+            _mm_pause();
+        }
+        if (std::chrono::steady_clock::now() >= deadline) return ready();
+    }
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) {
     if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
@@ -12,7 +36,7 @@ ThreadPool::ThreadPool(int threads) {
 ThreadPool::~ThreadPool() {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        stop_ = true;
+        stop_.store(true);
     }
     wake_.notify_all();
     for (auto& t : workers_) t.join();
@@ -29,17 +53,18 @@ void ThreadPool::run_share(int index) {
 
 void ThreadPool::work(int index) {
     uint64_t seen = 0;
+    const auto next = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen; };
     for (;;) {
-        {
+        if (!spin_until(next)) {
             std::unique_lock<std::mutex> lock(mu_);
-            wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-            if (stop_) return;
-            seen = generation_;
+            wake_.wait(lock, next);
         }
+        if (stop_.load(std::memory_order_acquire)) return;
+        seen = generation_.load(std::memory_order_acquire);
         run_share(index);
-        {
+        if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
             std::lock_guard<std::mutex> lock(mu_);
-            if (--pending_ == 0) done_.notify_one();
+            done_.notify_one();
         }
     }
 }
@@ -56,13 +81,16 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
         body_ = &body;
         n_ = n;
         grain_ = grain;
-        pending_ = int(workers_.size());
-        ++generation_;
+        pending_.store(int(workers_.size()), std::memory_order_relaxed);
+        generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     run_share(0);
-    std::unique_lock<std::mutex> lock(mu_);
-    done_.wait(lock, [&] { return pending_ == 0; });
+    const auto finished = [&] { return pending_.load(std::memory_order_acquire) == 0; };
+    if (!spin_until(finished)) {
+        std::unique_lock<std::mutex> lock(mu_);
+        done_.wait(lock, finished);
+    }
     body_ = nullptr;
 }
 

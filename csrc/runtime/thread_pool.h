@@ -1,6 +1,8 @@
-// A fixed pool of worker threads for data-parallel loops; the calling thread takes a share of every loop.
+// A fixed pool of worker threads for data-parallel loops; the calling thread takes a share of every loop. Waiting
+// threads poll for 50 µs before they sleep, so a run of short loops does not pay a wake-up per loop.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -31,11 +33,14 @@ class ThreadPool {
     std::vector<std::thread> workers_;
     std::mutex mu_;
     std::condition_variable wake_, done_;
+    // The loop's description: written by the caller before generation_ advances (release), read by the workers
+    // after they see it advance (acquire).
     const std::function<void(int64_t, int64_t)>* body_ = nullptr;
     int64_t n_ = 0, grain_ = 1;
-    uint64_t generation_ = 0;
-    int pending_ = 0;
-    bool stop_ = false;
+    // Polled by threads that wait (briefly, before they sleep on the condition variables) as well as under mu_.
+    std::atomic<uint64_t> generation_{0};
+    std::atomic<int> pending_{0};
+    std::atomic<bool> stop_{false};
 };
 
 }  // namespace nc

@@ -40,7 +40,8 @@ type Dir struct {
 	Config           config.Config
 	Files            []string // weight files, absolute paths
 	Headers          []*safetensors.Header
-	Tensors          []Tensor // every stored tensor, in file then offset order
+	Tensors          []Tensor // every stored tensor the core can take, in file then offset order
+	Buffers          []Tensor // stored tensors of other dtypes that the spec does not name (e.g. I64 position_ids), ignored
 	TokenizerPath    string
 	GenerationConfig map[string]any // nil when absent
 }
@@ -111,9 +112,18 @@ func (d *Dir) weightFiles() ([]string, map[string]string, error) {
 	return files, index, nil
 }
 
-// readHeaders parses every header and checks the tensors: supported dtype, no name stored twice, and with
+// readHeaders parses every header and checks the tensors: supported dtype (tensors of other dtypes that the spec
+// does not name are set aside as buffers: HF directories keep position_ids as I64), no name stored twice, and with
 // an index, each tensor in the file the index says and every indexed tensor present.
 func (d *Dir) readHeaders(files []string, index map[string]string) error {
+	spec, err := bindings.Spec(d.Config)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	named := make(map[string]bool, len(spec))
+	for _, t := range spec {
+		named[t.Name] = true
+	}
 	located := shards.NewLocator(IndexFile, index)
 	for i, path := range files {
 		h, err := safetensors.ReadHeaderFile(path)
@@ -126,6 +136,10 @@ func (d *Dir) readHeaders(files []string, index map[string]string) error {
 				return fmt.Errorf("%w: %v", ErrInvalid, err)
 			}
 			if _, err := bindingsDType(t.DType); err != nil {
+				if !named[t.Name] {
+					d.Buffers = append(d.Buffers, Tensor{Tensor: t, File: i})
+					continue
+				}
 				return fmt.Errorf("%w: %s: tensor %s: %v", ErrInvalid, base, t.Name, err)
 			}
 			d.Tensors = append(d.Tensors, Tensor{Tensor: t, File: i})

@@ -131,6 +131,28 @@ func rewriteHeader(t *testing.T, dir string, edit func([]safetensors.TensorSpec)
 
 func sameBytes(_ string, old []byte) []byte { return old }
 
+// An HF-style directory keeps integer buffers such as CLIP's position_ids (MODEL_SPEC §7.2): tensors the spec does
+// not name, in a dtype the core does not take, are set aside and the model loads as it is, without conversion.
+func TestIntegerBuffersAreSetAside(t *testing.T) {
+	dir := tinyModel(t, bindings.F32, 0)
+	const buffer = "model.vision_tower.vision_model.embeddings.position_ids"
+	rewriteHeader(t, dir, func(s []safetensors.TensorSpec) []safetensors.TensorSpec {
+		return append(s, safetensors.TensorSpec{Name: buffer, DType: safetensors.I64, Shape: []int64{1, 5}})
+	}, func(name string, old []byte) []byte {
+		if name == buffer {
+			return make([]byte, 5*8)
+		}
+		return old
+	})
+	d, _, err := openAndLoad(t, dir)
+	require.NoError(t, err)
+	require.Len(t, d.Buffers, 1)
+	assert.Equal(t, buffer, d.Buffers[0].Name)
+	for _, tensor := range d.Tensors {
+		assert.NotEqual(t, buffer, tensor.Name, "a buffer is not handed to the core")
+	}
+}
+
 func TestBrokenDirectories(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -177,7 +199,7 @@ func TestBrokenDirectories(t *testing.T) {
 				return s
 			}, sameBytes)
 		}, []string{"seg_prompt_mlp.2.bias: missing (expected shape [1024])"}, bindings.ErrMissing},
-		{"unsupported dtype", 0, func(t *testing.T, dir string) {
+		{"unsupported dtype of a tensor the spec needs", 0, func(t *testing.T, dir string) {
 			rewriteHeader(t, dir, func(s []safetensors.TensorSpec) []safetensors.TensorSpec {
 				s[3].DType = safetensors.I32
 				return s
