@@ -75,24 +75,24 @@ void OpScratch::grow(uint64_t& largest, uint64_t need, uint64_t& total) {
 
 void OpScratch::linear(int64_t rows, int64_t k, std::initializer_list<int64_t> n) {
     if (rows >= ops::kAmxMinRows) {
-        // cpu_amx.cpp, when the CPU has AMX and the weights are bf16 (counted whether or not they will be): its
-        // buffers on the calling thread.
+        // cpu_amx.cpp, when the CPU has AMX and the weights are bf16 (counted whether or not they will be): the op
+        // set's AmxBuffers.
         const ops::AmxScratch amx = ops::amx_scratch_bytes(rows, k, n);
-        grow(amx_packed_, amx.packed, per_thread_);
-        grow(amx_padded_, amx.padded, per_thread_);
-        grow(amx_tiles_, amx.tiles, per_thread_);
+        grow(amx_packed_, amx.packed, op_set_);
+        grow(amx_padded_, amx.padded, op_set_);
+        grow(amx_tiles_, amx.tiles, op_set_);
     }
     if (rows <= ops::kGemvMaxRows) {
-        // cpu_gemv.cpp: x prepared into one vector on the calling thread; nothing else.
-        grow(gemv_rows_, ops::gemv_scratch_bytes(rows, k), per_thread_);
+        // cpu_gemv.cpp: the op set's GemvBuffers; nothing else.
+        grow(gemv_rows_, ops::gemv_scratch_bytes(rows, k), op_set_);
         return;
     }
-    // cpu_gemm.cpp: the activations packed for the call, the bias tiles (every output rounded to the widest tile)
-    // and one part descriptor per output; per thread, one packed weight block per weight dtype.
+    // cpu_gemm.cpp: the activations packed into the op set's GemmBuffers; for the call, the bias tiles (every output
+    // rounded to the widest tile) and one part descriptor per output; per thread, one packed weight block per dtype.
     int64_t outputs = 0;
     for (int64_t o : n) outputs += round_up(o, kTileCols);
-    const uint64_t packed = 4 * uint64_t(round_up(rows, kTileRows) * k + kAlignFloats);
-    call_ = std::max<uint64_t>(call_, packed + 4 * uint64_t(outputs) + 64 * n.size());
+    grow(gemm_panels_, 4 * uint64_t(round_up(rows, kTileRows) * k + kAlignFloats), op_set_);
+    call_ = std::max<uint64_t>(call_, 4 * uint64_t(outputs) + 64 * n.size());
     static constexpr uint64_t block = 4 * uint64_t(kBlockOutputs * kBlockDepth + kAlignFloats) * kWeightDTypes;
     if (weight_blocks_ == 0) {
         per_thread_ += block;

@@ -15,10 +15,11 @@ nc_plan_request plan_limits(const nc_config& config, const nc_plan_request& requ
 
 // Upper bound of what the CPU ops (csrc/ops) allocate themselves while a stage runs, from the kernels' blocking
 // constants (cpu_gemm.cpp's tiles, cpu_gemv.cpp's row limit, cpu_sam.cpp's im2col chunk) and the sizes the decode and
-// AMX kernels report (ops::gemv_scratch_bytes, ops::amx_scratch_bytes): buffers of one call
-// (the GEMM's packed activations, bias tiles), buffers each thread keeps (a packed weight block, attention panels,
-// row scratch; a growing std::vector may hold up to twice its largest request) and buffers of one op set (the
-// convolutions' re-laid weights and columns). The ops keep these constants private, so they are restated here;
+// AMX kernels report (ops::gemv_scratch_bytes, ops::amx_scratch_bytes): buffers of one call (bias tiles,
+// relative-position tables, resize taps), buffers each thread keeps (a packed weight block, attention panels, row
+// scratch; a growing std::vector may hold up to twice its largest request) and buffers of one op set, which its
+// caller fills before a parallel loop (the GEMM's activation panels, x prepared or packed for the decode and AMX
+// kernels, the convolutions' re-laid weights and columns). The GEMM's and SAM's constants are private, so they are restated here;
 // test_plan measures a planned workload's heap against this bound so that a change in the ops shows.
 class OpScratch {
   public:
@@ -56,7 +57,7 @@ class OpScratch {
     // the relative-position rows.
     uint64_t row_scratch_ = 0, gemv_rows_ = 0, weight_blocks_ = 0, panels_[5] = {}, bias_rows_ = 0;
     // cpu_amx.cpp's buffers (ops::AmxScratch).
-    uint64_t amx_packed_ = 0, amx_padded_ = 0, amx_tiles_ = 0;
+    uint64_t amx_packed_ = 0, amx_padded_ = 0, amx_tiles_ = 0, gemm_panels_ = 0;
     uint64_t conv_weights_ = 0, conv_work_ = 0;
 };
 

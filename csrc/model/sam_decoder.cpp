@@ -25,16 +25,6 @@ ops::Weight as_transposed_conv(const WeightView& v) {
     return ops::Weight{v.dtype, v.data, v.shape[0], v.shape[1] * v.shape[2] * v.shape[3]};
 }
 
-// dst[r, :] = a[r, :] + b[r % b_rows, :] for r < rows: a residual stream plus its (possibly repeated) encoding.
-void add_rows(const float* a, const float* b, int64_t rows, int64_t b_rows, int64_t width, float* dst) {
-    for (int64_t r = 0; r < rows; ++r) {
-        const float* x = a + r * width;
-        const float* y = b + (r % b_rows) * width;
-        float* o = dst + r * width;
-        for (int64_t c = 0; c < width; ++c) o[c] = x[c] + y[c];
-    }
-}
-
 // A per-head map as one block-diagonal matrix [heads·rows_per_head, heads·cols_per_head] (zero off the diagonal
 // blocks), so that the map of every head is one linear layer: entry (h·rows + r, h·cols + c) = f(h, r, c).
 template <class F>
@@ -211,9 +201,9 @@ void SamMaskDecoder::forward(ops::Ops& ops, const float* embedding, const float*
     const Workspace w = workspace(n, sparse_tokens);
     float* src = grown(src_, w.src, planned_);
     ops.transpose(embedding, 1, D, G, src);
-    add_rows(src, no_mask, G, 1, D, src);
+    ops.add_rows(src, no_mask, G, 1, D, src);
     float* src_pe = grown(src_pe_, w.src_pe, planned_);
-    add_rows(src, dense_pe, G, G, D, src_pe);
+    ops.add_rows(src, dense_pe, G, G, D, src_pe);
     // Layer 0's keys are src for every prompt: its token→image k and v projections are computed once per call.
     const Attention& first = layers_.front().token_to_image;
     ops.linear(src_pe, G, first.k_w, &first.k_b, grown(k0_, w.k0, planned_));
@@ -245,10 +235,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     // keys [m, G, D]: src for every prompt until layer 0's image→token update writes them (no copy of src).
     float* keys = grown(keys_, w.keys, planned_);
     float* kpe = grown(kpe_, w.kpe, planned_);
-    auto keys_plus_pe = [&] {
-        std::copy(keys, keys + m * G * D, kpe);
-        for (int64_t p = 0; p < m; ++p) ops.add(kpe + p * G * D, pe_, G * D);
-    };
+    auto keys_plus_pe = [&] { ops.add_rows(keys, pe_, m * G, G, D, kpe); };
     // Layer norms write elsewhere, then the result takes the input's place.
     auto norm_queries = [&](const ops::Weight& w, const ops::Weight& b) {
         ops.layer_norm(queries, m * Q, w, b, kNormEps, qpe);
@@ -258,7 +245,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     // token→image: q = queries + query_pe, k = keys + key_pe (kpe), v = keys; queries += out_proj(attention).
     // Layer 0: the keys are src for every prompt, their projections k0 and v0 shared (forward).
     auto token_to_image_shared = [&](const Attention& a) {
-        add_rows(queries, tokens, m * Q, m * Q, D, qpe);
+        ops.add_rows(queries, tokens, m * Q, m * Q, D, qpe);
         ops.linear(qpe, m * Q, a.q_w, &a.q_b, qproj);
         attend(ops, a, m, Operand{qproj, Q, Q * a.inner}, Operand{k0_.data(), G, 0}, Operand{v0_.data(), G, 0},
                small_out);
@@ -270,7 +257,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     // (row i·H + h) over keys kpe and values keys, then W_v,h and b_v,h on the [Q·H, D] result.
     auto token_to_image = [&](const Attention& a) {
         const int64_t I = a.inner, H = heads_, R = Q * H;
-        add_rows(queries, tokens, m * Q, m * Q, D, qpe);
+        ops.add_rows(queries, tokens, m * Q, m * Q, D, qpe);
         ops.linear(qpe, m * Q, a.q_w, &a.q_b, qproj);
         float* qt = grown(qt_, w.qt, planned_);
         ops.linear(qproj, m * Q, ops::Weight{NC_DTYPE_F32, a.heads_k.data(), H * D, I}, nullptr, qt);
@@ -287,7 +274,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     // runs per head over the Q tokens, and the output is one linear layer of the probabilities.
     auto image_to_token = [&](const Attention& a, const float* image, int64_t image_stride, float* out) {
         const int64_t I = a.inner, H = heads_, R = H * Q;
-        add_rows(queries, tokens, m * Q, m * Q, D, qpe);
+        ops.add_rows(queries, tokens, m * Q, m * Q, D, qpe);
         ops.linear(qpe, m * Q, a.k_w, &a.k_b, kproj);
         ops.linear(queries, m * Q, a.v_w, &a.v_b, vproj);
         // Per token row j of each prompt, all heads: [m·Q, H·D] (key maps, output maps) and [m·Q, H] (key biases).
@@ -333,7 +320,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
             ops.linear(queries, m * Q, s.q_w, &s.q_b, qproj);
             ops.linear(queries, m * Q, s.k_w, &s.k_b, kproj);
         } else {
-            add_rows(queries, tokens, m * Q, m * Q, D, qpe);
+            ops.add_rows(queries, tokens, m * Q, m * Q, D, qpe);
             ops.linear(qpe, m * Q, s.q_w, &s.q_b, qproj);
             ops.linear(qpe, m * Q, s.k_w, &s.k_b, kproj);
         }

@@ -133,9 +133,9 @@ class CpuOps final : public Ops {
     }
 
     void linears(const float* x, int64_t rows, const LinearOut* outs, int32_t n) override {
-        if (amx_takes(rows, outs, n)) return amx_linears(pool_, x, rows, outs, n);
-        if (rows > kGemvMaxRows) return gemm_linears(pool_, x, rows, outs, n);
-        gemv_linears(pool_, x, rows, outs, n);
+        if (amx_takes(rows, outs, n)) return amx_linears(pool_, amx_, x, rows, outs, n);
+        if (rows > kGemvMaxRows) return gemm_linears(pool_, gemm_, x, rows, outs, n);
+        gemv_linears(pool_, gemv_, x, rows, outs, n);
     }
 
     void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
@@ -208,9 +208,17 @@ class CpuOps final : public Ops {
         });
     }
 
-    void add(float* x, const float* y, int64_t n) override {
-        pool_.parallel_for(n, 4096, [&](int64_t a, int64_t b) {
-            for (int64_t i = a; i < b; ++i) x[i] += y[i];
+    void add_rows(const float* x, const float* y, int64_t rows, int64_t y_rows, int64_t width, float* out) override {
+        // Split over all the elements, so one long row is shared by the threads as well as many short ones.
+        pool_.parallel_for(rows * width, 4096, [&](int64_t a, int64_t b) {
+            for (int64_t i = a; i < b;) {
+                const int64_t r = i / width, c0 = i % width, c1 = std::min(width, c0 + (b - i));
+                const float* xr = x + r * width;
+                const float* yr = y + (r % y_rows) * width;
+                float* o = out + r * width;
+                for (int64_t c = c0; c < c1; ++c) o[c] = xr[c] + yr[c];
+                i += c1 - c0;
+            }
         });
     }
 
@@ -292,11 +300,11 @@ class CpuOps final : public Ops {
     }
     void conv2d(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight* bias,
                 int32_t kernel, float* y) override {
-        cpu_sam::conv2d(pool_, sam_buffers_, x, n, height, width, w, bias, kernel, y);
+        cpu_sam::conv2d(pool_, sam_buffers_, gemm_, x, n, height, width, w, bias, kernel, y);
     }
     void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
                            const Weight& bias, float* y) override {
-        cpu_sam::conv_transpose2x2(pool_, sam_buffers_, x, n, height, width, w, bias, y);
+        cpu_sam::conv_transpose2x2(pool_, sam_buffers_, gemm_, x, n, height, width, w, bias, y);
     }
     void resize_bilinear(const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
                          int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y) override {
@@ -316,7 +324,11 @@ class CpuOps final : public Ops {
     }
 
     ThreadPool pool_;
+    // What the kernels fill on the calling thread before their parallel loops: this instance's caller's alone.
     cpu_sam::Buffers sam_buffers_;
+    GemmBuffers gemm_;
+    GemvBuffers gemv_;
+    AmxBuffers amx_;
 };
 
 }  // namespace

@@ -98,17 +98,10 @@ void pack_x(ThreadPool& pool, const float* x, int64_t rows, int64_t K, int64_t k
     *out = base;
 }
 
-// One output tile: 16 weight rows (fewer at a weight's end, then read from a zero-padded copy), K·2 bytes apart.
-struct OutTile {
-    const LinearOut* out;
-    int64_t o;           // first output
-    int64_t count;       // valid outputs, ≤ 16
-    const uint16_t* a;   // weight rows o.. (or the padded copy)
-};
 
 // y[first + r, o] = bias + C + the products past the last whole k-block, for the tile's valid outputs and the rows
 // r0 + r of x (rows of them in all). C is [output][row]: each row of y gathers a column of it.
-__attribute__((target("avx512f"))) void store_tile(const OutTile& t, const float* c, const float* x, int64_t rows,
+__attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float* c, const float* x, int64_t rows,
                                                    int64_t K, int64_t body, int64_t r0, int64_t first) {
     const Weight& w = *t.out->w;
     const int64_t valid_rows = std::min(kTile, rows - r0);
@@ -137,7 +130,7 @@ constexpr int64_t kBlockTiles = 16;
 
 // Output tiles [t0, t1) for the rows of x (y's rows first…), in blocks of kBlockTiles, two tiles at a time: both
 // accumulators see each B tile once per k-block.
-__attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::vector<OutTile>& tiles, int64_t t0,
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::vector<AmxTile>& tiles, int64_t t0,
                                                                      int64_t t1, const uint16_t* b, const float* x,
                                                                      int64_t rows, int64_t first, int64_t K,
                                                                      int64_t kblocks) {
@@ -149,9 +142,9 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
         const int64_t block_end = std::min(block + kBlockTiles, t1);
         for (int64_t rb = 0; rb < row_blocks; ++rb) {
             for (int64_t t = block; t < block_end; t += 2) {
-                const OutTile& one = tiles[size_t(t)];
+                const AmxTile& one = tiles[size_t(t)];
                 const bool pair = t + 1 < block_end;
-                const OutTile& two = tiles[size_t(pair ? t + 1 : t)];
+                const AmxTile& two = tiles[size_t(pair ? t + 1 : t)];
                 const uint16_t* bt = b + rb * kblocks * kParts * kBTileElems;
                 _tile_zero(0);
                 _tile_zero(1);
@@ -188,7 +181,7 @@ AmxScratch amx_scratch_bytes(int64_t rows, int64_t K, std::initializer_list<int6
     AmxScratch s{sizeof(uint16_t) * uint64_t(packed_elems(std::min(rows, kAmxChunkRows), K / kKBlock)), 0, 0};
     for (int64_t w : widths) {
         s.padded += sizeof(std::vector<uint16_t>) + (w % kTile != 0 ? sizeof(uint16_t) * uint64_t(kTile * K) : 0);
-        s.tiles += sizeof(OutTile) * uint64_t((w + kTile - 1) / kTile);
+        s.tiles += sizeof(AmxTile) * uint64_t((w + kTile - 1) / kTile);
     }
     return s;
 }
@@ -205,12 +198,11 @@ bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n) {
     return outputs >= kAmxMinOutputs;
 }
 
-void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
+void amx_linears(ThreadPool& pool, AmxBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
+                 int32_t n) {
     const int64_t K = outs[0].w->cols, kblocks = K / kKBlock;
-    // Per calling thread, reused across calls: the packed x and the zero-padded last tile of each weight.
-    thread_local std::vector<uint16_t> packed;
-    thread_local std::vector<std::vector<uint16_t>> padded;
-    thread_local std::vector<OutTile> tiles;
+    std::vector<std::vector<uint16_t>>& padded = buffers.padded;
+    std::vector<AmxTile>& tiles = buffers.tiles;
     if (padded.size() < size_t(n)) padded.resize(size_t(n));
     tiles.clear();
     for (int32_t i = 0; i < n; ++i) {
@@ -229,12 +221,11 @@ void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut
             tiles.push_back({&outs[i], o, count, a});
         }
     }
-    // A thread_local named in the loop body would be each worker's own: the workers get this thread's by reference.
-    const std::vector<OutTile>& all = tiles;
+    const std::vector<AmxTile>& all = tiles;
     for (int64_t first = 0; first < rows; first += kAmxChunkRows) {
         const int64_t chunk = std::min(kAmxChunkRows, rows - first);
         uint16_t* b = nullptr;
-        pack_x(pool, x + first * K, chunk, K, kblocks, packed, &b);
+        pack_x(pool, x + first * K, chunk, K, kblocks, buffers.x, &b);
         pool.parallel_for(int64_t(all.size()), 2, [&](int64_t t0, int64_t t1) {
             run_tiles(all, t0, t1, b, x + first * K, chunk, first, K, kblocks);
         });

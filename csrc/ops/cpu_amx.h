@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <vector>
 
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
@@ -30,12 +31,28 @@ constexpr int64_t kAmxChunkRows = 256;
 // kAmxMinOutputs outputs, every weight bf16, one input width ≥ 32.
 bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);
 
-// Ops::linears on the tiles: y_i [rows, w_i.rows] = x [rows, K] · w_iᵀ (+ bias_i). Requires amx_takes.
-void amx_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n);
+// One output tile: 16 weight rows (fewer at a weight's end, then read from a zero-padded copy), K·2 bytes apart.
+struct AmxTile {
+    const LinearOut* out;
+    int64_t o;          // first output
+    int64_t count;      // valid outputs, ≤ 16
+    const uint16_t* a;  // weight rows o.. (or the padded copy)
+};
 
-// What amx_linears keeps on the calling thread for rows of width K and weights of these output widths (the packed
-// x of one chunk, the zero-padded last tile of each weight, the tile list): each a buffer that holds its largest
-// request, the memory plan's bound (model/plan.cpp).
+// What amx_linears fills on the calling thread (x packed, the weights' zero-padded last tiles, the tile list), owned
+// by the calling Ops like GemmBuffers (cpu_gemm.h).
+struct AmxBuffers {
+    std::vector<uint16_t> x;
+    std::vector<std::vector<uint16_t>> padded;
+    std::vector<AmxTile> tiles;
+};
+
+// Ops::linears on the tiles: y_i [rows, w_i.rows] = x [rows, K] · w_iᵀ (+ bias_i). Requires amx_takes.
+void amx_linears(ThreadPool& pool, AmxBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
+                 int32_t n);
+
+// What AmxBuffers holds for rows of width K and weights of these output widths (each buffer its largest request):
+// the memory plan's bound (model/plan.cpp).
 struct AmxScratch {
     uint64_t packed, padded, tiles;
 };

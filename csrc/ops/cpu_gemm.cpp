@@ -46,15 +46,6 @@ class AlignedBuffer {
     std::vector<float> buf_;
 };
 
-// An uninitialized buffer for one call.
-class AlignedArray {
-  public:
-    explicit AlignedArray(size_t n) : buf_(new float[n + 16]) {}
-    float* data() { return aligned64(buf_.get()); }
-
-  private:
-    std::unique_ptr<float[]> buf_;
-};
 
 // ---- micro-kernels --------------------------------------------------------------------------------------
 //
@@ -311,16 +302,13 @@ struct LinearPart {
 // Per thread: output block (NC) → k-block (KC) → packed weights (L2) → A panel (L1) → B panels. The first
 // k-block writes y, the others add to it.
 template <Isa I, nc_dtype D>
-void linear_impl(ThreadPool& pool, const float* x, int64_t M, int64_t K, const std::vector<LinearPart>& parts,
-                 int64_t N_total) {
+void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t M, int64_t K,
+                 const std::vector<LinearPart>& parts, int64_t N_total) {
     constexpr int MR = Tile<I>::MR, NR = Tile<I>::NR;
     constexpr int64_t KC = Tile<I>::KC, NC = Tile<I>::NC;
     const int64_t panels = ceil_div(M, MR);
-    // Allocated per call, uninitialized: a thread-local buffer this size would stay behind in every thread that
-    // ever called (Go runs calls on many OS threads); after the first call the allocator serves it from the heap
-    // without faulting pages in again.
-    AlignedArray packed(size_t(panels * MR * K));
-    float* ap = packed.data();  // k-block at pc starts at ap + panels·MR·pc
+    buffers.panels.resize(size_t(panels * MR * K + 16));
+    float* ap = aligned64(buffers.panels.data());  // k-block at pc starts at ap + panels·MR·pc
     pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
         for (int64_t pc = 0; pc < K; pc += KC) {
             const int64_t kc = std::min(KC, K - pc);
@@ -359,12 +347,12 @@ void linear_impl(ThreadPool& pool, const float* x, int64_t M, int64_t K, const s
 }
 
 template <Isa I>
-void linear_dtype(ThreadPool& pool, nc_dtype dtype, const float* x, int64_t M, int64_t K,
+void linear_dtype(ThreadPool& pool, GemmBuffers& buffers, nc_dtype dtype, const float* x, int64_t M, int64_t K,
                   const std::vector<LinearPart>& parts, int64_t N_total) {
     switch (dtype) {
-        case NC_DTYPE_F32: return linear_impl<I, NC_DTYPE_F32>(pool, x, M, K, parts, N_total);
-        case NC_DTYPE_F16: return linear_impl<I, NC_DTYPE_F16>(pool, x, M, K, parts, N_total);
-        case NC_DTYPE_BF16: return linear_impl<I, NC_DTYPE_BF16>(pool, x, M, K, parts, N_total);
+        case NC_DTYPE_F32: return linear_impl<I, NC_DTYPE_F32>(pool, buffers, x, M, K, parts, N_total);
+        case NC_DTYPE_F16: return linear_impl<I, NC_DTYPE_F16>(pool, buffers, x, M, K, parts, N_total);
+        case NC_DTYPE_BF16: return linear_impl<I, NC_DTYPE_BF16>(pool, buffers, x, M, K, parts, N_total);
     }
 }
 
@@ -495,17 +483,19 @@ void attention_range(const AttentionArgs& a, uint64_t call, int64_t job0, int64_
 
 }  // namespace
 
-void gemm_linear(ThreadPool& pool, const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y) {
+void gemm_linear(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t rows, const Weight& w,
+                 const Weight* bias, float* y) {
     const LinearOut out{&w, bias, y};
-    gemm_linears(pool, x, rows, &out, 1);
+    gemm_linears(pool, buffers, x, rows, &out, 1);
 }
 
-void gemm_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
+void gemm_linears(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
+                  int32_t n) {
     if (n <= 0) return;
     const Weight& first = *outs[0].w;
     for (int32_t i = 1; i < n; ++i) {
         if (outs[i].w->dtype != first.dtype || outs[i].w->cols != first.cols) {  // not one packing: one at a time
-            for (int32_t j = 0; j < n; ++j) gemm_linears(pool, x, rows, outs + j, 1);
+            for (int32_t j = 0; j < n; ++j) gemm_linears(pool, buffers, x, rows, outs + j, 1);
             return;
         }
     }
@@ -526,9 +516,9 @@ void gemm_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOu
     }
     switch (cpu_isa()) {
         case Isa::Amx:  // cpu_isa() is a vector ISA: never Amx
-        case Isa::Avx512: return linear_dtype<Isa::Avx512>(pool, first.dtype, x, rows, first.cols, parts, N_total);
-        case Isa::Avx2: return linear_dtype<Isa::Avx2>(pool, first.dtype, x, rows, first.cols, parts, N_total);
-        case Isa::Portable: return linear_dtype<Isa::Portable>(pool, first.dtype, x, rows, first.cols, parts, N_total);
+        case Isa::Avx512: return linear_dtype<Isa::Avx512>(pool, buffers, first.dtype, x, rows, first.cols, parts, N_total);
+        case Isa::Avx2: return linear_dtype<Isa::Avx2>(pool, buffers, first.dtype, x, rows, first.cols, parts, N_total);
+        case Isa::Portable: return linear_dtype<Isa::Portable>(pool, buffers, first.dtype, x, rows, first.cols, parts, N_total);
     }
 }
 

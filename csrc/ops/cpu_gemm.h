@@ -6,17 +6,27 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 
 namespace nc::ops {
 
+// The activation panels the GEMM packs on the calling thread before its parallel loop. Owned by the calling Ops
+// (whose calls never overlap) and kept across calls: big panels are not faulted in afresh each call, and none is
+// left behind in the OS threads a Go caller passes through.
+struct GemmBuffers {
+    std::vector<float> panels;
+};
+
 // y [rows, w.rows] = x [rows, w.cols] · Wᵀ (+ bias) — Ops::linear for rows well above the decode regime.
-void gemm_linear(ThreadPool& pool, const float* x, int64_t rows, const Weight& w, const Weight* bias, float* y);
+void gemm_linear(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t rows, const Weight& w,
+                 const Weight* bias, float* y);
 
 // Ops::linears: x packed once for all the outputs when their weights share dtype and width.
-void gemm_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n);
+void gemm_linears(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
+                  int32_t n);
 
 // Ops::attention (non-causal, batched, optional score bias).
 void gemm_attention(ThreadPool& pool, const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows,

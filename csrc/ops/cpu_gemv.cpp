@@ -286,14 +286,13 @@ void init_outputs(const LinearOut& out, int64_t rows, int64_t o0, int64_t o1) {
 
 uint64_t gemv_scratch_bytes(int64_t rows, int64_t K) { return sizeof(float) * uint64_t(rows * prepared_ld(K) + 16); }
 
-void gemv_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n) {
+void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
+                  int32_t n) {
     const Isa isa = cpu_isa();
     const int64_t K = outs[0].w->cols;
-    // x as the AVX-512 kernel reads it; one buffer per calling thread, reused across calls.
-    thread_local std::vector<float> prepared;
     const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16;
     const float* xs = x;
-    const int64_t ldxs = isa == Isa::Avx512 ? prepare_x(x, rows, K, split, prepared, &xs) : K;
+    const int64_t ldxs = isa == Isa::Avx512 ? prepare_x(x, rows, K, split, buffers.x, &xs) : K;
     int64_t total = 0;
     for (int32_t i = 0; i < n; ++i) total += outs[i].w->rows;
     pool.parallel_for(total, kOutTile, [&](int64_t a, int64_t b) {

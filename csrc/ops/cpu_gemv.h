@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
@@ -16,12 +17,17 @@ namespace nc::ops {
 // GEMM, 16 rows 11.3 vs 11.9, 24 rows 15.7 vs 12.0).
 constexpr int64_t kGemvMaxRows = 16;
 
+// x prepared for the AVX-512 kernel on the calling thread, owned by the calling Ops like GemmBuffers (cpu_gemm.h).
+struct GemvBuffers {
+    std::vector<float> x;
+};
+
 // Ops::linears for rows ≤ kGemvMaxRows: y_i [rows, w_i.rows] = x [rows, K] · w_iᵀ (+ bias_i), every w_i of width
 // K. One parallel loop covers all the outputs, so q/k/v (or gate/up) cost one fork-join, not three.
-void gemv_linears(ThreadPool& pool, const float* x, int64_t rows, const LinearOut* outs, int32_t n);
+void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
+                  int32_t n);
 
-// The buffer gemv_linears keeps on the calling thread (x prepared for the AVX-512 kernel) for rows of width K: the
-// memory plan's bound (model/plan.cpp).
+// What GemvBuffers holds for rows of width K: the memory plan's bound (model/plan.cpp).
 uint64_t gemv_scratch_bytes(int64_t rows, int64_t K);
 
 }  // namespace nc::ops

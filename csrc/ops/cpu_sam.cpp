@@ -244,9 +244,9 @@ void window_merge(ThreadPool& pool, const float* x, int64_t height, int64_t widt
     });
 }
 
-void conv2d(ThreadPool& pool, Buffers& buffers, const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
-            const Weight* bias, int32_t kernel, float* y) {
-    if (kernel == 1) return gemm_linear(pool, x, n * height * width, w, bias, y);
+void conv2d(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* x, int64_t n, int64_t height,
+            int64_t width, const Weight& w, const Weight* bias, int32_t kernel, float* y) {
+    if (kernel == 1) return gemm_linear(pool, gemm, x, n * height * width, w, bias, y);
     const int64_t out = w.rows, k2 = int64_t(kernel) * kernel, in = w.cols / k2, pad = (kernel - 1) / 2;
     // The weight re-laid [out, i, j, in] in f32, so that an im2col row is k² contiguous runs of `in` channels.
     float* wt = grown(buffers.weights, size_t(out * k2 * in));
@@ -280,12 +280,12 @@ void conv2d(ThreadPool& pool, Buffers& buffers, const float* x, int64_t n, int64
                 }
             }
         });
-        gemm_linear(pool, cols, m, wf, bias, y + p0 * out);
+        gemm_linear(pool, gemm, cols, m, wf, bias, y + p0 * out);
     }
 }
 
-void conv_transpose2x2(ThreadPool& pool, Buffers& buffers, const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
-                       const Weight& bias, float* y) {
+void conv_transpose2x2(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* x, int64_t n, int64_t height,
+                       int64_t width, const Weight& w, const Weight& bias, float* y) {
     const int64_t in = w.rows, out = w.cols / 4, pixels = n * height * width;
     // As a linear layer over input pixels with outputs ordered (a, b, o): each input pixel's result is two runs
     // of 2·out values, output rows 2i and 2i + 1 at columns 2j, 2j + 1.
@@ -300,7 +300,7 @@ void conv_transpose2x2(ThreadPool& pool, Buffers& buffers, const float* x, int64
     });
     float* tmp = grown(buffers.work, size_t(pixels * 4 * out));
     const Weight wf{NC_DTYPE_F32, wt, 4 * out, in}, bf{NC_DTYPE_F32, bt, 1, 4 * out};
-    gemm_linear(pool, x, pixels, wf, &bf, tmp);
+    gemm_linear(pool, gemm, x, pixels, wf, &bf, tmp);
     pool.parallel_for(pixels, 16, [&](int64_t a, int64_t b) {
         for (int64_t p = a; p < b; ++p) {
             const int64_t img = p / (height * width), i = (p / width) % height, j = p % width;

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "ops/cpu_gemm.h"
 #include "ops/ops.h"
 #include "runtime/thread_pool.h"
 
@@ -24,10 +25,10 @@ void window_partition(ThreadPool& pool, const float* x, int64_t height, int64_t 
                       int32_t window, const float* fill, float* y);
 void window_merge(ThreadPool& pool, const float* x, int64_t height, int64_t width, int64_t channels, int32_t window,
                   float* y);
-void conv2d(ThreadPool& pool, Buffers& buffers, const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
-            const Weight* bias, int32_t kernel, float* y);
-void conv_transpose2x2(ThreadPool& pool, Buffers& buffers, const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
-                       const Weight& bias, float* y);
+void conv2d(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* x, int64_t n, int64_t height,
+            int64_t width, const Weight& w, const Weight* bias, int32_t kernel, float* y);
+void conv_transpose2x2(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* x, int64_t n, int64_t height,
+                       int64_t width, const Weight& w, const Weight& bias, float* y);
 void resize_bilinear(ThreadPool& pool, const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,
                      int64_t out_w, int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y);
 void transpose(ThreadPool& pool, const float* x, int64_t batch, int64_t rows, int64_t cols, float* y);

@@ -77,7 +77,11 @@ class Ops {
     virtual void silu_mul(float* gate, const float* up, int64_t n) = 0;
 
     // x[i] += y[i] for i < n.
-    virtual void add(float* x, const float* y, int64_t n) = 0;
+    void add(float* x, const float* y, int64_t n) { add_rows(x, y, 1, 1, n, x); }
+
+    // out[r, :] = x[r, :] + y[r mod y_rows, :] for rows of `width` values: y broadcast over x's rows when it has fewer
+    // (a positional encoding over every prompt's map). out may be x.
+    virtual void add_rows(const float* x, const float* y, int64_t rows, int64_t y_rows, int64_t width, float* out) = 0;
 
     // x[i] = max(x[i], 0) for i < n.
     virtual void relu(float* x, int64_t n) = 0;

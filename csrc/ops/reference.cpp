@@ -105,8 +105,10 @@ class ReferenceOps final : public Ops {
         }
     }
 
-    void add(float* x, const float* y, int64_t n) override {
-        for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+    void add_rows(const float* x, const float* y, int64_t rows, int64_t y_rows, int64_t width, float* out) override {
+        for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t c = 0; c < width; ++c) out[r * width + c] = x[r * width + c] + y[(r % y_rows) * width + c];
+        }
     }
 
     void relu(float* x, int64_t n) override {

@@ -103,6 +103,26 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, OpHarness, testing::Values(NC_DTYPE_F32, NC_DTY
                              return std::string(i.param == NC_DTYPE_F32 ? "F32" : i.param == NC_DTYPE_F16 ? "F16" : "BF16");
                          });
 
+// add_rows: a broadcast row block (y with fewer rows than x), into another buffer and in place, rows longer than
+// one thread's share and many short ones.
+TEST(OpHarnessF32, AddRowsBroadcasts) {
+    auto ref = nc::ops::make_reference_ops();
+    auto cpu = nc::ops::make_cpu_ops(3);
+    for (auto [rows, y_rows, width] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {1, 1, 10007}, {12, 4, 1000}, {300, 300, 7}, {5, 1, 3}}) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + " y_rows " + std::to_string(y_rows) + " width " +
+                     std::to_string(width));
+        const auto x = random_floats(size_t(rows * width), 12), y = random_floats(size_t(y_rows * width), 13);
+        auto want = poisoned(x.size()), got = poisoned(x.size());
+        ref->add_rows(x.data(), y.data(), rows, y_rows, width, want.data());
+        cpu->add_rows(x.data(), y.data(), rows, y_rows, width, got.data());
+        EXPECT_EQ(got, want);
+        auto in_place = x;
+        cpu->add_rows(in_place.data(), y.data(), rows, y_rows, width, in_place.data());
+        EXPECT_EQ(in_place, want);
+    }
+}
+
 TEST(OpHarnessF32, RopeSiluAdd) {
     auto ref = nc::ops::make_reference_ops();
     auto cpu = nc::ops::make_cpu_ops(2);
