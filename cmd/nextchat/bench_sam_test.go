@@ -13,7 +13,7 @@ import (
 )
 
 // `bench sam` on the tiny checkpoint: the encoder report with the decoder as its stage, work counted from the
-// config, rates from the runs; and its flag checks.
+// config, rates from the runs; the decoder alone; and its flag checks.
 func TestBenchSAM(t *testing.T) {
 	tok := filepath.Join(t.TempDir(), "tokenizer.model")
 	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
@@ -46,6 +46,17 @@ func TestBenchSAM(t *testing.T) {
 	assert.Contains(t, out, "sam image encoder")
 	assert.Contains(t, out, "sam mask decoder")
 	assert.Contains(t, out, "per prompt")
+
+	// --encoder=false: the decoder's report alone, on a random embedding.
+	code, out, stderr = runCLI("bench", "sam", "--model", dir, "--prompts", "2", "--repeat", "1", "--probe-seconds", "0.05",
+		"--encoder=false", "--json")
+	require.Equal(t, 0, code, stderr)
+	var alone benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &alone))
+	assert.Equal(t, "sam mask decoder", alone.Benchmark)
+	assert.Equal(t, 2, alone.ItemsPerRun)
+	assert.Positive(t, alone.ItemsPerSecond)
+	assert.Empty(t, alone.Stages)
 
 	code, _, stderr = runCLI("bench", "sam", "--model", dir, "--prompts", "0")
 	assert.Equal(t, 2, code)
