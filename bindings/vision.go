@@ -75,22 +75,30 @@ func (m *Model) EncodeImages(pixels []float32, n int) (projected, clip []float32
 // FMAPeak measures this machine's sustained fp32 FMA throughput in GFLOP/s: threads threads (0 = one per
 // hardware thread) running register-resident FMA chains for about d.
 func FMAPeak(threads int, d time.Duration) (float64, error) {
-	if err := probeThreads(threads); err != nil {
-		return 0, err
-	}
-	var v C.double
-	err := call(func() C.nc_status { return C.nc_probe_fma_peak(C.int32_t(threads), C.double(d.Seconds()), &v) })
-	return float64(v), err
+	return probe(threads, d, func(t C.int32_t, s C.double, v *C.double) C.nc_status { return C.nc_probe_fma_peak(t, s, v) })
+}
+
+// AMXPeak measures this machine's AMX tile throughput in GFLOP/s of bf16 products (0 where the kernels do not use
+// the tiles); the kernels' float32-exact products on the tiles peak at a third of it.
+func AMXPeak(threads int, d time.Duration) (float64, error) {
+	return probe(threads, d, func(t C.int32_t, s C.double, v *C.double) C.nc_status { return C.nc_probe_amx_peak(t, s, v) })
 }
 
 // ReadBandwidth measures this machine's sustained memory read bandwidth in GB/s: threads threads streaming a
 // buffer of 4× the last-level cache (256 MiB to 2 GiB) for about d.
 func ReadBandwidth(threads int, d time.Duration) (float64, error) {
+	return probe(threads, d, func(t C.int32_t, s C.double, v *C.double) C.nc_status {
+		return C.nc_probe_read_bandwidth(t, s, v)
+	})
+}
+
+// probe runs one of the core's machine probes.
+func probe(threads int, d time.Duration, measure func(C.int32_t, C.double, *C.double) C.nc_status) (float64, error) {
 	if err := probeThreads(threads); err != nil {
 		return 0, err
 	}
 	var v C.double
-	err := call(func() C.nc_status { return C.nc_probe_read_bandwidth(C.int32_t(threads), C.double(d.Seconds()), &v) })
+	err := call(func() C.nc_status { return measure(C.int32_t(threads), C.double(d.Seconds()), &v) })
 	return float64(v), err
 }
 

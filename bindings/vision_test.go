@@ -22,6 +22,16 @@ func TestProbes(t *testing.T) {
 		assert.ErrorIs(t, err, bindings.ErrInvalidArgument, "threads %d, %v", tc.threads, tc.d)
 		_, err = bindings.ReadBandwidth(tc.threads, tc.d)
 		assert.ErrorIs(t, err, bindings.ErrInvalidArgument, "threads %d, %v", tc.threads, tc.d)
+		_, err = bindings.AMXPeak(tc.threads, tc.d)
+		assert.ErrorIs(t, err, bindings.ErrInvalidArgument, "threads %d, %v", tc.threads, tc.d)
+	}
+	// The tile unit, where the kernels use it, outruns the vector units; elsewhere the probe says 0.
+	amx, err := bindings.AMXPeak(1, 50*time.Millisecond)
+	require.NoError(t, err)
+	if amx > 0 {
+		assert.Greater(t, amx, gflops)
+	} else {
+		assert.Zero(t, amx)
 	}
 	if testing.Short() {
 		t.Skip("the bandwidth probe streams a buffer of up to 2 GiB")

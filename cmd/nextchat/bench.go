@@ -49,21 +49,25 @@ type benchOptions struct {
 // benchReport is what a benchmark prints, and its --json form. Work is counted from the config as the FLOPs of
 // the matrix products (2 per multiply-add); elementwise ops are not counted.
 type benchReport struct {
-	Benchmark      string         `json:"benchmark"`
-	Model          string         `json:"model"`
-	Synthetic      bool           `json:"synthetic"`
-	Threads        int            `json:"threads"`
-	Unit           string         `json:"unit"`
-	ItemsPerRun    int            `json:"items_per_run"`
-	RunSeconds     []float64      `json:"run_seconds"`
-	ItemsPerSecond float64        `json:"items_per_second"` // from the fastest run
-	FLOPPerItem    float64        `json:"flop_per_item"`
-	GFLOPS         float64        `json:"gflop_per_second"`
-	FMAPeakGFLOPS  float64        `json:"fma_peak_gflop_per_second"` // measured in the same process, same threads
-	PercentOfPeak  float64        `json:"percent_of_fma_peak"`
-	Shape          map[string]int `json:"shape"`
-	Date           string         `json:"date"`
-	Stages         []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
+	Benchmark      string    `json:"benchmark"`
+	Model          string    `json:"model"`
+	Synthetic      bool      `json:"synthetic"`
+	Threads        int       `json:"threads"`
+	Unit           string    `json:"unit"`
+	ItemsPerRun    int       `json:"items_per_run"`
+	RunSeconds     []float64 `json:"run_seconds"`
+	ItemsPerSecond float64   `json:"items_per_second"` // from the fastest run
+	FLOPPerItem    float64   `json:"flop_per_item"`
+	GFLOPS         float64   `json:"gflop_per_second"`
+	FMAPeakGFLOPS  float64   `json:"fma_peak_gflop_per_second"` // measured in the same process, same threads
+	PercentOfPeak  float64   `json:"percent_of_fma_peak"`
+	// Where the kernels use the AMX tiles: their bf16 peak measured now, and the achieved rate against the ceiling
+	// of the float32-exact products the kernels make there (three tile products each: a third of the peak).
+	AMXPeakGFLOPS     float64        `json:"amx_peak_gflop_per_second,omitempty"`
+	PercentOfAMXExact float64        `json:"percent_of_amx_exact_peak,omitempty"`
+	Shape             map[string]int `json:"shape"`
+	Date              string         `json:"date"`
+	Stages            []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
 	// Memory-bound stages (LLM decode): bytes read per item and the rate against the read bandwidth measured
 	// in the same run.
 	BytesPerItem       float64 `json:"bytes_per_item,omitempty"`
@@ -164,6 +168,14 @@ func finish(r benchReport, o benchOptions) (benchReport, error) {
 	r.GFLOPS = r.ItemsPerSecond * r.FLOPPerItem / 1e9
 	r.FMAPeakGFLOPS = peak
 	r.PercentOfPeak = 100 * r.GFLOPS / peak
+	amx, err := bindings.AMXPeak(o.threads, time.Duration(o.probeSeconds*float64(time.Second)))
+	if err != nil {
+		return r, err
+	}
+	if amx > 0 {
+		r.AMXPeakGFLOPS = amx
+		r.PercentOfAMXExact = 100 * r.GFLOPS / (amx / 3)
+	}
 	r.Date = time.Now().UTC().Format(time.RFC3339)
 	return r, nil
 }
@@ -238,6 +250,10 @@ func writeBench(w io.Writer, r benchReport) error {
 	fmt.Fprintf(tw, "work\t%.2f GFLOP per %s (matrix products)\n", r.FLOPPerItem/1e9, r.Unit)
 	fmt.Fprintf(tw, "achieved\t%.1f GFLOP/s = %.1f%% of the FMA peak (%.1f GFLOP/s measured now, %d threads)\n",
 		r.GFLOPS, r.PercentOfPeak, r.FMAPeakGFLOPS, r.Threads)
+	if r.AMXPeakGFLOPS > 0 {
+		fmt.Fprintf(tw, "tiles\tAMX peak %.0f GFLOP/s in bf16 now; float32-exact products (a third) %.0f: this is %.1f%% of it\n",
+			r.AMXPeakGFLOPS, r.AMXPeakGFLOPS/3, r.PercentOfAMXExact)
+	}
 	if r.GBPerSecond > 0 {
 		fmt.Fprintf(tw, "memory\t%.1f GB/s read = %.1f%% of the read bandwidth (%.1f GB/s measured now)\n",
 			r.GBPerSecond, r.PercentOfBandwidth, r.ReadBandwidthGBps)

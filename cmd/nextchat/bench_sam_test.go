@@ -33,6 +33,9 @@ func TestBenchSAM(t *testing.T) {
 	assert.Positive(t, r.ItemsPerSecond)
 	assert.Positive(t, r.FLOPPerItem)
 	assert.Positive(t, r.PercentOfPeak)
+	if r.AMXPeakGFLOPS > 0 { // a machine whose kernels use the AMX tiles: the rate against their exact-product ceiling
+		assert.InDelta(t, 100*r.GFLOPS/(r.AMXPeakGFLOPS/3), r.PercentOfAMXExact, 1e-9)
+	}
 	require.Len(t, r.Stages, 1)
 	dec := r.Stages[0]
 	assert.Equal(t, "sam mask decoder", dec.Benchmark)

@@ -398,6 +398,15 @@ nc_status nc_probe_fma_peak(int32_t threads, double seconds, double* gflops) {
     });
 }
 
+nc_status nc_probe_amx_peak(int32_t threads, double seconds, double* gflops) {
+    return guarded([&] {
+        require_out(gflops, "gflops");
+        *gflops = 0;
+        check_probe(threads, seconds);
+        *gflops = nc::probe_amx_peak(threads, seconds);
+    });
+}
+
 nc_status nc_probe_read_bandwidth(int32_t threads, double seconds, double* gbytes_per_s) {
     return guarded([&] {
         require_out(gbytes_per_s, "gbytes_per_s");

@@ -472,6 +472,10 @@ NC_API nc_status nc_step(nc_model* model, nc_cache* cache, nc_step_input* inputs
  * register-resident FMA chains on the widest vector ISA the compute kernels use (AVX-512F, else AVX2+FMA, else
  * scalar; NEXTCHAT_CPU_ISA=avx2|portable caps both). */
 NC_API nc_status nc_probe_fma_peak(int32_t threads, double seconds, double* gflops);
+/* AMX tile throughput in GFLOP/s of bf16 products (TDPBF16PS on register-resident tiles), 0 where the compute kernels
+ * do not use the tiles (no AMX-BF16, not granted by the OS, or NEXTCHAT_CPU_ISA=avx512 or narrower). The kernels'
+ * float32-exact products take three tile products each, so their ceiling there is a third of it. */
+NC_API nc_status nc_probe_amx_peak(int32_t threads, double seconds, double* gflops);
 /* Sustained memory read bandwidth in GB/s (1e9 bytes): the threads stream disjoint slices of one buffer of 4×
  * the last-level cache (at least 256 MiB, at most 2 GiB), allocated and touched before the clock starts. */
 NC_API nc_status nc_probe_read_bandwidth(int32_t threads, double seconds, double* gbytes_per_s);

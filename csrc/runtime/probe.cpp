@@ -182,7 +182,52 @@ size_t default_stream_bytes() {
     return std::clamp(4 * cache, size_t(256) << 20, size_t(2) << 30);
 }
 
+// TDPBF16PS throughput for about until `deadline` on four independent accumulators (two A and two B tiles of ones
+// in bf16); FLOPs of bf16 products (a 16 × 16 × 32-pair tile product counts 2·16·16·32).
+__attribute__((target("amx-tile,amx-bf16"))) double amx_flops(Clock::time_point deadline) {
+    struct alignas(64) {
+        uint8_t palette = 1, start_row = 0, reserved[14] = {};
+        uint16_t colsb[16] = {};
+        uint8_t rows[16] = {};
+    } config;
+    for (int t = 0; t < 8; ++t) {
+        config.colsb[t] = 64;
+        config.rows[t] = 16;
+    }
+    alignas(64) static const uint16_t ones[16 * 32] = {};
+    _tile_loadconfig(&config);
+    _tile_loadd(4, ones, 64);
+    _tile_loadd(5, ones, 64);
+    _tile_loadd(2, ones, 64);
+    _tile_loadd(3, ones, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(6);
+    _tile_zero(7);
+    uint64_t rounds = 0;
+    do {
+        for (int i = 0; i < kRound; ++i) {
+            _tile_dpbf16ps(0, 2, 4);
+            _tile_dpbf16ps(1, 3, 4);
+            _tile_dpbf16ps(6, 2, 5);
+            _tile_dpbf16ps(7, 3, 5);
+        }
+        ++rounds;
+    } while (Clock::now() < deadline);
+    _tile_release();
+    return double(rounds) * kRound * 4 * (2.0 * 16 * 16 * 32);
+}
+
 }  // namespace
+
+double probe_amx_peak(int threads, double seconds) {
+    if (!nc::ops::cpu_has_amx()) return 0;
+    threads = resolve_threads(threads);
+    double elapsed = 0;
+    const double flops = run_together(
+        threads, seconds, [](int) {}, [](int, Clock::time_point deadline) { return amx_flops(deadline); }, &elapsed);
+    return flops / elapsed / 1e9;
+}
 
 double probe_fma_peak(int threads, double seconds) {
     threads = resolve_threads(threads);

@@ -11,6 +11,12 @@ namespace nc {
 // kernels use (ops::cpu_isa(): AVX-512, else AVX2, else scalar) — the ceiling of the code that runs.
 double probe_fma_peak(int threads, double seconds);
 
+// Sustained AMX tile throughput, GFLOP/s of bf16 products (a TDPBF16PS tile product of 16 × 16 × 32 pairs counts
+// 2·16·16·32), `threads` threads for about `seconds`; 0 when the kernels do not use the tiles (ops::cpu_has_amx).
+// The kernels' float32-exact products take three tile products each (x split in three bf16 parts, cpu_amx.h), so
+// their ceiling on the tiles is a third of this.
+double probe_amx_peak(int threads, double seconds);
+
 // Sustained memory read bandwidth, GB/s (1e9 bytes): `threads` threads stream disjoint slices of a buffer of
 // `bytes` for about `seconds`. bytes = 0: 4× the last-level cache, clamped to [256 MiB, 2 GiB].
 double probe_read_bandwidth(int threads, double seconds, size_t bytes = 0);

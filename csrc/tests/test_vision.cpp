@@ -13,6 +13,7 @@
 #include "model/vision.h"
 #include "model/weights.h"
 #include "nextchat.h"
+#include "ops/cpu_simd.h"
 #include "ops/ops.h"
 #include "runtime/probe.h"
 #include "tests/op_harness.h"
@@ -139,6 +140,23 @@ TEST(Probes, MeasureSomethingAndCheckArguments) {
     EXPECT_EQ(nc_probe_fma_peak(1, 0.05, nullptr), NC_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(nc_probe_read_bandwidth(1, -1.0, &v), NC_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(nc_probe_read_bandwidth(1, 0.05, nullptr), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(nc_probe_amx_peak(0, 0.05, nullptr), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(nc_probe_amx_peak(-1, 0.05, &v), NC_ERR_INVALID_ARGUMENT);
+}
+
+// The tile probe measures where the kernels use the tiles (and beats the vector units there), and says 0 elsewhere.
+TEST(Probes, AmxPeakFollowsTheKernels) {
+    double fma = 0, amx = -1;
+    ASSERT_EQ(nc_probe_fma_peak(1, 0.05, &fma), NC_OK) << nc_last_error();
+    ASSERT_EQ(nc_probe_amx_peak(1, 0.05, &amx), NC_OK) << nc_last_error();
+    if (nc::ops::cpu_has_amx()) {
+        EXPECT_GT(amx, fma);
+    } else {
+        EXPECT_EQ(amx, 0.0);
+    }
+    nc::ops::limit_isa(nc::ops::Isa::Avx512);
+    EXPECT_EQ(nc::probe_amx_peak(1, 0.01), 0.0) << "capped below the tiles";
+    nc::ops::limit_isa(nc::ops::Isa::Amx);
 }
 
 }  // namespace
