@@ -170,7 +170,11 @@ void SamMaskDecoder::attend(ops::Ops& ops, const Attention& a, int64_t m, Operan
     float* o = grown(attn_, m * q.rows * inner, planned_);
     if (q.stride == q.rows * inner && k.stride == k.rows * inner && v.stride == v.rows * inner) {
         ops.attention(q.data, k.data, v.data, m, q.rows, k.rows, heads_, head_dim, scale, nullptr, o);
-    } else {  // an operand shared by all prompts: one call per prompt
+    } else if (q.stride == q.rows * inner && k.stride == 0 && v.stride == 0) {
+        // Keys and values shared by every prompt (layer 0's image side): every prompt's queries attend to the same
+        // rows, so they are one batch of m·Q queries — the keys and values are prepared once, not once per prompt.
+        ops.attention(q.data, k.data, v.data, 1, m * q.rows, k.rows, heads_, head_dim, scale, nullptr, o);
+    } else {  // another operand shared by all prompts: one call per prompt
         for (int64_t p = 0; p < m; ++p) {
             ops.attention(q.data + p * q.stride, k.data + p * k.stride, v.data + p * v.stride, 1, q.rows, k.rows, heads_,
                           head_dim, scale, nullptr, o + p * q.rows * inner);
