@@ -60,6 +60,21 @@ inline double nmse(const std::vector<float>& got, const std::vector<float>& want
 
 inline std::vector<float> poisoned(size_t n) { return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN()); }
 
+// linear of both backends on one random case — weights (and bias) of the dtype from seeds seed and seed + 1, x
+// from seed + 2, poisoned outputs — equal within NMSE 1e-10.
+inline void expect_linear_matches(nc::ops::Ops& ref, nc::ops::Ops& cpu, nc_dtype dtype, int64_t rows, int64_t in,
+                                  int64_t out, bool with_bias, uint32_t seed) {
+    SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows) + " in " + std::to_string(in) +
+                 " out " + std::to_string(out));
+    StoredWeight w(random_floats(size_t(in * out), seed), dtype, out, in);
+    StoredWeight b(random_floats(size_t(out), seed + 1), dtype, 1, out);
+    const auto x = random_floats(size_t(rows * in), seed + 2);
+    auto want = poisoned(size_t(rows * out)), got = poisoned(size_t(rows * out));
+    ref.linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, want.data());
+    cpu.linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, got.data());
+    EXPECT_LT(nmse(got, want), 1e-10);
+}
+
 // A test run once per kernel ISA (AMX tiles, AVX-512, AVX2, the portable loops), skipped where the CPU lacks it: the CPU ops
 // (with more threads than cores, so that work splits unevenly) against the reference ops.
 class PerIsa : public testing::TestWithParam<nc::ops::Isa> {

@@ -41,15 +41,7 @@ TEST_P(DecodeLinear, MatchesReference) {
                  {7, 129, 4, false}, {1, 32, 9, true}, {4, 33, 8, false}, {6, 95, 13, true}, {8, 300, 21, false},
                  {16, 96, 12, true}, {15, 31, 7, false}, {9, 4100, 131, true}, {5, 2049, 67, false},
                  {9, 100, 805, true}, {16, 64, 768, false}}) {
-            SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows) + " in " +
-                         std::to_string(in) + " out " + std::to_string(out));
-            StoredWeight w(random_floats(size_t(in * out), 1), dtype, out, in);
-            StoredWeight b(random_floats(size_t(out), 2), dtype, 1, out);
-            const auto x = random_floats(size_t(rows * in), 3);
-            auto want = poisoned(size_t(rows * out)), got = poisoned(size_t(rows * out));
-            ref->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, want.data());
-            cpu->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, got.data());
-            EXPECT_LT(nmse(got, want), 1e-10);
+            nc_test::expect_linear_matches(*ref, *cpu, dtype, rows, in, out, with_bias, 1);
         }
     }
 }

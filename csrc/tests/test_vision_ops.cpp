@@ -32,15 +32,7 @@ TEST_P(VisionOps, LinearManyRows) {
                  {16, 33, 17, true}, {17, 33, 17, true}, {19, 300, 70, true}, {100, 515, 129, false},
                  {61, 257, 300, true}, {577, 64, 33, true}, {37, 7, 1, false}, {200, 1, 40, true},
                  {300, 70, 790, true}}) {
-            SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows) + " in " +
-                         std::to_string(in) + " out " + std::to_string(out));
-            StoredWeight w(random_floats(size_t(in * out), 21), dtype, out, in);
-            StoredWeight b(random_floats(size_t(out), 22), dtype, 1, out);
-            const auto x = random_floats(size_t(rows * in), 23);
-            auto want = poisoned(size_t(rows * out)), got = poisoned(size_t(rows * out));
-            ref->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, want.data());
-            cpu->linear(x.data(), rows, w.w, with_bias ? &b.w : nullptr, got.data());
-            EXPECT_LT(nmse(got, want), 1e-10);
+            nc_test::expect_linear_matches(*ref, *cpu, dtype, rows, in, out, with_bias, 21);
         }
     }
 }
