@@ -21,7 +21,7 @@ constexpr int64_t kKBlock = 32;   // k per tile step (one 64-byte row of A)
 constexpr int kParts = 3;         // x = hi + mid + lo, each bf16
 constexpr int64_t kBTileElems = kTile * kKBlock;  // bf16 per packed B tile (1 KiB)
 
-// Tile registers: 0, 1 accumulate two output tiles; 2, 3 their weights; 4, 5, 6 the three parts of x.
+// Tile registers (run_tiles): 0, 1 accumulate two output tiles; 2, 3 their weights; 4, 5, 6 the three parts of x.
 struct alignas(64) TileConfig {
     uint8_t palette = 1;
     uint8_t start_row = 0;
@@ -32,7 +32,7 @@ struct alignas(64) TileConfig {
 
 TileConfig tile_config() {
     TileConfig c;
-    for (int t = 0; t < 7; ++t) {
+    for (int t = 0; t < 8; ++t) {
         c.colsb[t] = 64;
         c.rows[t] = uint8_t(kTile);
     }
@@ -134,8 +134,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
                                                                      int64_t t1, const uint16_t* b, const float* x,
                                                                      int64_t rows, int64_t first, int64_t K,
                                                                      int64_t kblocks) {
-    static const TileConfig config = tile_config();
-    _tile_loadconfig(&config);
+    amx_configure_tiles();
     alignas(64) float c[2][kTile * kTile];
     const int64_t row_blocks = (rows + kTile - 1) / kTile, stride = K * 2, body = kblocks * kKBlock;
     for (int64_t block = t0; block < t1; block += kBlockTiles) {
@@ -176,6 +175,11 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
 }
 
 }  // namespace
+
+__attribute__((target("amx-tile"))) void amx_configure_tiles() {
+    static const TileConfig config = tile_config();
+    _tile_loadconfig(&config);
+}
 
 AmxScratch amx_scratch_bytes(int64_t rows, int64_t K, std::initializer_list<int64_t> widths) {
     AmxScratch s{sizeof(uint16_t) * uint64_t(packed_elems(std::min(rows, kAmxChunkRows), K / kKBlock)), 0, 0};

@@ -27,6 +27,10 @@ constexpr int64_t kAmxMinOutputs = 768;
 // at K = 11008) while every weight is read once per 256 rows — far less time than those rows' products take.
 constexpr int64_t kAmxChunkRows = 256;
 
+// Loads the tile configuration the kernels use — all eight tile registers 16 rows × 64 bytes — on the calling thread
+// (release with _tile_release). Requires cpu_has_amx().
+void amx_configure_tiles();
+
 // Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows and
 // kAmxMinOutputs outputs, every weight bf16, one input width ≥ 32.
 bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "ops/cpu_amx.h"
 #include "ops/cpu_simd.h"
 
 namespace nc {
@@ -182,20 +183,12 @@ size_t default_stream_bytes() {
     return std::clamp(4 * cache, size_t(256) << 20, size_t(2) << 30);
 }
 
-// TDPBF16PS throughput for about until `deadline` on four independent accumulators (two A and two B tiles of ones
+// TDPBF16PS throughput until `deadline` on four independent accumulators (two A and two B tiles of ones
 // in bf16); FLOPs of bf16 products (a 16 × 16 × 32-pair tile product counts 2·16·16·32).
 __attribute__((target("amx-tile,amx-bf16"))) double amx_flops(Clock::time_point deadline) {
-    struct alignas(64) {
-        uint8_t palette = 1, start_row = 0, reserved[14] = {};
-        uint16_t colsb[16] = {};
-        uint8_t rows[16] = {};
-    } config;
-    for (int t = 0; t < 8; ++t) {
-        config.colsb[t] = 64;
-        config.rows[t] = 16;
-    }
-    alignas(64) static const uint16_t ones[16 * 32] = {};
-    _tile_loadconfig(&config);
+    alignas(64) uint16_t ones[16 * 32];
+    std::fill(std::begin(ones), std::end(ones), uint16_t(0x3f80));  // bf16 1.0
+    nc::ops::amx_configure_tiles();
     _tile_loadd(4, ones, 64);
     _tile_loadd(5, ones, 64);
     _tile_loadd(2, ones, 64);
