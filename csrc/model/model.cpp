@@ -380,7 +380,7 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
         o.linear(m * P, 3 * int64_t(c.vision_patch_size) * c.vision_patch_size, {Dv});
         o.norm(Dv, true);
         o.linear(R, Dv, {Dv, Dv, Dv});
-        o.attention(P + 1, Dv / c.vision_num_attention_heads, 0);
+        o.attention(P + 1, P + 1, Dv / c.vision_num_attention_heads, 0);
         o.linear(R, Dv, {Dv});
         o.linear(R, Dv, {c.vision_intermediate_size});
         o.linear(R, c.vision_intermediate_size, {Dv});
@@ -395,8 +395,8 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
         sam.linear(T, 3 * int64_t(c.sam_patch_size) * c.sam_patch_size, {E});
         sam.norm(E, true);
         sam.linear(T, E, {E});
-        if (c.sam_num_global_attn > 0) sam.attention(T, d, g);
-        if (c.sam_num_global_attn < c.sam_encoder_depth) sam.attention(win * win, d, win);
+        if (c.sam_num_global_attn > 0) sam.attention(T, T, d, g);
+        if (c.sam_num_global_attn < c.sam_encoder_depth) sam.attention(win * win, win * win, d, win);
         sam.linear(T, E, {c.sam_encoder_mlp_dim});
         sam.linear(T, c.sam_encoder_mlp_dim, {E});
         sam.linear(T, E, {D});
@@ -416,10 +416,10 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
         o.linear(G, D, {inner});
         for (int64_t width : {D, inner}) o.linear(m * Q, D, {width});
         o.linear(m * Q, inner, {D});
-        o.attention(Q, D / heads, 0);
-        o.attention(G, inner / heads, 0);
+        o.attention(Q, Q, D / heads, 0);
+        o.attention(m * Q, G, inner / heads, 0);
         o.linear(m * Q, inner, {heads * D});
-        o.attention(G, D, 0);
+        o.attention(R, G, D, 0);
         o.linear(m * Q, heads * D, {inner});
         o.linear(m * Q, inner, {heads});
         o.linear(G, D, {R});
@@ -427,10 +427,10 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
         o.linear(m * Q, D, {c.sam_decoder_mlp_dim});
         o.linear(m * Q, c.sam_decoder_mlp_dim, {D});
         o.norm(D, true);
-        const int64_t band = 16 * g;  // sam_decoder.cpp's kUpscaleRows key rows
-        o.conv_transpose(band, D, c1);
+        const int64_t band = SamMaskDecoder::kUpscaleRows * g;
+        o.linear(band, D, {4 * c1});
         o.norm(c1, true);
-        o.conv_transpose(4 * band, c1, c2);
+        o.linear(4 * band, c1, {4 * c2});
         o.linear(1, c2, {16 * band});
         o.linear(m, D, {D});
         o.linear(m, D, {c.sam_iou_head_hidden_dim});

@@ -7,6 +7,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "ops/cpu_amx.h"
+#include "ops/cpu_gemm.h"
 #include "ops/cpu_gemv.h"
 
 namespace nc {
@@ -87,28 +88,32 @@ void OpScratch::linear(int64_t rows, int64_t k, std::initializer_list<int64_t> n
         grow(gemv_rows_, ops::gemv_scratch_bytes(rows, k), op_set_);
         return;
     }
-    // cpu_gemm.cpp: the activations packed into the op set's GemmBuffers; for the call, the bias tiles (every output
-    // rounded to the widest tile) and one part descriptor per output; per thread, one packed weight block per dtype.
+    // cpu_gemm.cpp: the activations packed into the op set's GemmBuffers (bounds what the by-rows path leaves unused);
+    // for the call, the bias tiles (every output rounded to the widest tile) and one part descriptor per output; per
+    // thread, one packed weight block and one A panel per dtype.
     int64_t outputs = 0;
     for (int64_t o : n) outputs += round_up(o, kTileCols);
     grow(gemm_panels_, 4 * uint64_t(round_up(rows, kTileRows) * k + kAlignFloats), op_set_);
     call_ = std::max<uint64_t>(call_, 4 * uint64_t(outputs) + 64 * n.size());
-    static constexpr uint64_t block = 4 * uint64_t(kBlockOutputs * kBlockDepth + kAlignFloats) * kWeightDTypes;
+    static constexpr uint64_t block =
+        4 * uint64_t(kBlockOutputs * kBlockDepth + kTileRows * kBlockDepth + 2 * kAlignFloats) * kWeightDTypes;
     if (weight_blocks_ == 0) {
         per_thread_ += block;
         weight_blocks_ = block;
     }
 }
 
-void OpScratch::attention(int64_t kv_rows, int64_t d, int64_t bias_grid) {
-    // cpu_gemm.cpp's HeadPanels per thread: keys, values, a block of queries, its scores and its outputs.
-    const int64_t T = kv_rows;
-    const uint64_t need[5] = {4 * uint64_t(round_up(T, kTileRows) * d + kAlignFloats),
+void OpScratch::attention(int64_t q_rows, int64_t kv_rows, int64_t d, int64_t bias_grid) {
+    // cpu_gemm.cpp's HeadPanels per thread: keys and values (a head's packed whole bounds a chunk's), and a group's
+    // queries, scores, outputs and softmax reciprocals.
+    const int64_t T = kv_rows, group = ops::attention_group_queries(q_rows, kv_rows, d);
+    const uint64_t need[6] = {4 * uint64_t(round_up(T, kTileRows) * d + kAlignFloats),
                               4 * uint64_t(round_up(d, kTileRows) * T + kAlignFloats),
-                              4 * uint64_t(d * kTileCols + kAlignFloats),
-                              4 * uint64_t(round_up(T, kTileRows) * kTileCols + kAlignFloats),
-                              4 * uint64_t(round_up(d, kTileRows) * kTileCols + kAlignFloats)};
-    for (int i = 0; i < 5; ++i) {
+                              4 * uint64_t(group * d + kAlignFloats),
+                              4 * uint64_t(group * round_up(T, kTileRows) + kAlignFloats),
+                              4 * uint64_t(group * round_up(d, kTileRows) + kAlignFloats),
+                              4 * uint64_t(group + kAlignFloats)};
+    for (int i = 0; i < 6; ++i) {
         grow(panels_[i], need[i], per_thread_);
     }
     if (bias_grid > 0) {
@@ -139,12 +144,6 @@ void OpScratch::conv(int64_t pixels, int64_t in, int64_t out, int64_t kernel) {
     const uint64_t weights = 4 * uint64_t(out * k2 * in), work = 4 * uint64_t(chunk * k2 * in);
     conv_buffers(weights, work);
     linear(chunk, k2 * in, {out});
-}
-
-void OpScratch::conv_transpose(int64_t pixels, int64_t in, int64_t out) {
-    const uint64_t weights = 4 * uint64_t(4 * out * in + 4 * out), work = 4 * uint64_t(pixels * 4 * out);
-    conv_buffers(weights, work);
-    linear(pixels, in, {4 * out});
 }
 
 void OpScratch::resize(int64_t cols) { call_ = std::max<uint64_t>(call_, kTapBytes * uint64_t(cols)); }

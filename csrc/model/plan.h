@@ -25,17 +25,15 @@ class OpScratch {
   public:
     // y [rows, Σ n] = x [rows, k] · Wᵀ for weights of n outputs each (Ops::linears).
     void linear(int64_t rows, int64_t k, std::initializer_list<int64_t> n);
-    // Non-causal attention over kv_rows keys of head_dim, optionally with SAM's relative-position bias on a
-    // grid × grid map (0: none).
-    void attention(int64_t kv_rows, int64_t head_dim, int64_t bias_grid);
+    // Non-causal attention of q_rows queries over kv_rows keys of head_dim, optionally with SAM's relative-position
+    // bias on a grid × grid map (0: none).
+    void attention(int64_t q_rows, int64_t kv_rows, int64_t head_dim, int64_t bias_grid);
     // Causal attention over a sequence's paged cache of up to `context` positions (cpu.cpp's per-thread row).
     void kv_attention(int64_t context, int64_t head_dim);
     // rms_norm / layer_norm rows of `dim` (their per-thread copy of the weights).
     void norm(int64_t dim, bool with_bias);
     // conv2d with a kernel > 1 over `pixels` pixels of `in` channels to `out` (weights re-laid, im2col chunk).
     void conv(int64_t pixels, int64_t in, int64_t out, int64_t kernel);
-    // conv_transpose2x2 over `pixels` input pixels (weights re-laid, un-interleaved output).
-    void conv_transpose(int64_t pixels, int64_t in, int64_t out);
     // resize_bilinear writing `cols` columns (its per-call taps).
     void resize(int64_t cols);
     // Bytes a stage's own code allocates for one call and frees (descriptors, per-call vectors).
@@ -53,9 +51,9 @@ class OpScratch {
 
     uint64_t call_ = 0, per_thread_ = 0, op_set_ = 0;
     // The largest request so far of each growing buffer: cpu.cpp's row, cpu_gemv.cpp's reordered rows, the GEMM's
-    // weight blocks (0 until the first GEMM) and attention panels (keys, values, query block, scores, outputs),
+    // weight blocks (0 until the first GEMM) and attention panels (keys, values, queries, scores, outputs, sums),
     // the relative-position rows.
-    uint64_t row_scratch_ = 0, gemv_rows_ = 0, weight_blocks_ = 0, panels_[5] = {}, bias_rows_ = 0;
+    uint64_t row_scratch_ = 0, gemv_rows_ = 0, weight_blocks_ = 0, panels_[6] = {}, bias_rows_ = 0;
     // cpu_amx.cpp's buffers (ops::AmxScratch).
     uint64_t amx_packed_ = 0, amx_padded_ = 0, amx_tiles_ = 0, gemm_panels_ = 0;
     uint64_t conv_weights_ = 0, conv_work_ = 0;

@@ -15,15 +15,8 @@ constexpr float kNormEps = 1e-5f;    // the transformer's nn.LayerNorm (§5.3)
 constexpr float kUpNormEps = 1e-6f;  // LayerNorm2d in output_upscaling
 // Prompts per pass: more amortize the per-pass work, and the workspace stays near 15 MB per prompt at SAM-H's size.
 constexpr int64_t kPromptsPerPass = 8;
-// Key rows per band of the output upscaling (forward_prompts).
-constexpr int64_t kUpscaleRows = 16;
 // Mask post-processing: pixels of the L² resize computed per band (sam_masks_to_image).
 constexpr int64_t kMaskBandPixels = int64_t(1) << 20;
-
-// A ConvTranspose2d weight [in, out, 2, 2] as the op's [in, out·4].
-ops::Weight as_transposed_conv(const WeightView& v) {
-    return ops::Weight{v.dtype, v.data, v.shape[0], v.shape[1] * v.shape[2] * v.shape[3]};
-}
 
 // A per-head map as one block-diagonal matrix [heads·rows_per_head, heads·cols_per_head] (zero off the diagonal
 // blocks), so that the map of every head is one linear layer: entry (h·rows + r, h·cols + c) = f(h, r, c).
@@ -36,6 +29,20 @@ std::vector<float> per_head(int64_t heads, int64_t rows, int64_t cols, F f) {
         }
     }
     return m;
+}
+
+// values [rows·g, 2, 2, 2, 2] for key rows [r0, r0 + rows) of a g × g map, in the order of two stride-2 transposed
+// convs — key pixel (i, j), the first conv's (a, b), the second's (a′, b′) — into mask [4g, 4g] at
+// (4i + 2a + a′, 4j + 2b + b′).
+void place_subpixels(const float* values, int64_t r0, int64_t rows, int64_t g, float* mask) {
+    for (int64_t i = r0; i < r0 + rows; ++i) {
+        for (int64_t j = 0; j < g; ++j) {
+            for (int64_t t = 0; t < 16; ++t, ++values) {
+                const int64_t a = t >> 3, b = (t >> 2) & 1, a2 = (t >> 1) & 1, b2 = t & 1;
+                mask[(4 * i + 2 * a + a2) * 4 * g + 4 * j + 2 * b + b2] = *values;
+            }
+        }
+    }
 }
 
 }  // namespace
@@ -81,12 +88,10 @@ SamMaskDecoder::SamMaskDecoder(const nc_config& c, const WeightStore& w)
     final_attn_ = attention("final_attn_token_to_image", down);
     final_norm_w_ = get("transformer.norm_final_attn.weight");
     final_norm_b_ = get("transformer.norm_final_attn.bias");
-    up1_w_ = as_transposed_conv(w.get(p + "output_upscaling.0.weight"));
-    up1_b_ = get("output_upscaling.0.bias");
+    up1_ = subpixel_linear(w.get(p + "output_upscaling.0.weight"), get("output_upscaling.0.bias"));
     up_norm_w_ = get("output_upscaling.1.weight");
     up_norm_b_ = get("output_upscaling.1.bias");
-    up2_w_ = as_transposed_conv(w.get(p + "output_upscaling.3.weight"));
-    up2_b_ = get("output_upscaling.3.bias");
+    up2_ = subpixel_linear(w.get(p + "output_upscaling.3.weight"), get("output_upscaling.3.bias"));
     // multimask_output=False keeps mask token 0 (§5.3): only its hypernetwork runs.
     for (int i = 0; i < 3; ++i) {
         const std::string l = "output_hypernetworks_mlps.0.layers." + std::to_string(i) + ".";
@@ -102,6 +107,21 @@ SamMaskDecoder::SamMaskDecoder(const nc_config& c, const WeightStore& w)
     for (int64_t i = 0; i < mask_tokens_ * dim_; ++i) output_tokens_[size_t(dim_ + i)] = ops::weight_at(mask_tokens, i);
 }
 
+SamMaskDecoder::SubpixelLinear SamMaskDecoder::subpixel_linear(const WeightView& v, const ops::Weight& bias) {
+    const ops::Weight w = as_op_weight(v);  // [in, out, 2, 2]
+    SubpixelLinear s{{}, {}, v.shape[0], v.shape[1]};
+    s.w.resize(size_t(4 * s.out * s.in));
+    s.b.resize(size_t(4 * s.out));
+    for (int64_t ab = 0; ab < 4; ++ab) {
+        for (int64_t o = 0; o < s.out; ++o) {
+            const int64_t row = ab * s.out + o;
+            for (int64_t c = 0; c < s.in; ++c) s.w[size_t(row * s.in + c)] = ops::weight_at(w, (c * s.out + o) * 4 + ab);
+            s.b[size_t(row)] = ops::weight_at(bias, o);
+        }
+    }
+    return s;
+}
+
 SamMaskDecoder::Workspace SamMaskDecoder::workspace(int64_t n, int64_t sparse_tokens) const {
     const int64_t G = grid_ * grid_, D = dim_, Q = 1 + mask_tokens_ + sparse_tokens, H = heads_, R = Q * H;
     const int64_t m = std::min(n, kPromptsPerPass);
@@ -113,13 +133,13 @@ SamMaskDecoder::Workspace SamMaskDecoder::workspace(int64_t n, int64_t sparse_to
     for (const Mlp* net : {&hyper0_, &iou_head_}) {
         for (const auto& l : *net) widest = std::max(widest, l.first.rows);
     }
-    const int64_t band_pixels = kUpscaleRows * grid_, c1 = up1_w_.cols / 4, c2 = up2_w_.cols / 4;
+    const int64_t band_pixels = kUpscaleRows * grid_, c1 = up1_.out, c2 = up2_.out;
     // image_out and kpe also hold the first upscaling's band (up1, up1n).
     const int64_t image = std::max(m * G * D, 4 * band_pixels * c1);
     return Workspace{G * D, G * D, G * inner0, G * inner0, m * Q * D, m * Q * D, m * Q * D, m * Q * inner_max,
                      m * Q * inner_max, m * Q * inner_max, m * Q * std::max(D, mlp_width), m * G * D, image, image,
                      m * Q * inner_max, 2 * m * widest, m * R * D, m * R * D, 2 * m * R * D + m * R,
-                     2 * m * R * D + m * R, m * G * R, 16 * band_pixels * c2};
+                     2 * m * R * D + m * R, m * G * R, 16 * band_pixels * (c2 + 1)};
 }
 
 void SamMaskDecoder::reserve(int64_t n, int64_t sparse_tokens) {
@@ -147,6 +167,7 @@ uint64_t SamMaskDecoder::workspace_held() const {
 
 uint64_t SamMaskDecoder::derived_bytes() const {
     uint64_t total = held_bytes(output_tokens_);
+    for (const SubpixelLinear* s : {&up1_, &up2_}) total += held_bytes(s->w) + held_bytes(s->b);
     for (const Attention* a : {&final_attn_}) {
         for (const std::vector<float>* t : {&a->heads_k, &a->heads_v, &a->heads_q, &a->heads_q_bias, &a->heads_out}) {
             total += held_bytes(*t);
@@ -369,7 +390,7 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     norm_queries(final_norm_w_, final_norm_b_);
 
     // Mask token 0 through its hypernetwork → hyper [m, D/8]; the iou token is gathered for the IoU head below.
-    const int64_t c1 = up1_w_.cols / 4, c2 = up2_w_.cols / 4;
+    const int64_t c1 = up1_.out, c2 = up2_.out;
     for (int64_t p = 0; p < m; ++p) {
         std::copy(queries + (p * Q + 1) * D, queries + (p * Q + 2) * D, qpe + p * D);
         std::copy(queries + p * Q * D, queries + (p * Q + 1) * D, qpe + (m + p) * D);
@@ -378,22 +399,25 @@ void SamMaskDecoder::forward_prompts(ops::Ops& ops, const float* sparse, int64_t
     mlp(ops, hyper0_, qpe, m, hyper);
 
     // Upscaling, then lowres[p] = up[p] · hyper[p]: keys [g, g, D] → ConvT → [2g, 2g, D/4] → LayerNorm2d → GELU →
-    // ConvT → [4g, 4g, D/8] → GELU → · hyper → [4g, 4g]. A stride-2 transposed conv maps each input row to its own
-    // two output rows, so this runs a band of kUpscaleRows key rows at a time, its intermediates cache-resident.
+    // ConvT → [4g, 4g, D/8] → GELU → · hyper → [4g, 4g]. Every step after a stride-2 transposed conv is per pixel, so
+    // the pixels keep the convs' own order — key pixel, its first conv's 2×2, their second conv's 2×2 — and only the
+    // final values are put in place (place_subpixels). A band of kUpscaleRows key rows at a time stays in cache.
+    const ops::Weight w1 = up1_.weight(), b1 = up1_.bias(), w2 = up2_.weight(), b2 = up2_.bias();
     float* up1 = grown(image_out_, w.image_out, planned_);
     float* up1n = grown(kpe_, w.kpe, planned_);
     float* up2 = grown(up_, w.up, planned_);
     for (int64_t p = 0; p < m; ++p) {
         for (int64_t r0 = 0; r0 < grid_; r0 += kUpscaleRows) {
             const int64_t rows = std::min(kUpscaleRows, grid_ - r0), pixels = rows * grid_;
-            ops.conv_transpose2x2(keys + (p * G + r0 * grid_) * D, 1, rows, grid_, up1_w_, up1_b_, up1);
+            ops.linear(keys + (p * G + r0 * grid_) * D, pixels, w1, &b1, up1);  // [pixels, 2, 2, c1]
             ops.layer_norm(up1, 4 * pixels, up_norm_w_, up_norm_b_, kUpNormEps, up1n);
             ops.gelu(up1n, 4 * pixels * c1);
-            ops.conv_transpose2x2(up1n, 1, 2 * rows, 2 * grid_, up2_w_, up2_b_, up2);
+            ops.linear(up1n, 4 * pixels, w2, &b2, up2);  // [pixels, 2, 2, 2, 2, c2]
             ops.gelu(up2, 16 * pixels * c2);
             // One output per pixel: hyper as the single input row, the pixels as the "weights" (streamed once).
-            const ops::Weight band{NC_DTYPE_F32, up2, 16 * pixels, c2};
-            ops.linear(hyper + p * c2, 1, band, nullptr, lowres + p * 16 * G + 16 * r0 * grid_);
+            float* values = up2 + 16 * pixels * c2;
+            ops.linear(hyper + p * c2, 1, ops::Weight{NC_DTYPE_F32, up2, 16 * pixels, c2}, nullptr, values);
+            place_subpixels(values, r0, rows, grid_, lowres + p * 16 * G);
         }
     }
     float* scores = vproj;

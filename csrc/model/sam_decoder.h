@@ -36,6 +36,9 @@ class SamMaskDecoder {
     uint64_t derived_bytes() const;
 
     int64_t mask_size() const { return 4 * grid_; }  // low-res mask side: 4g (256)
+    // Key rows per band of the output upscaling (forward_prompts): its intermediates for 8 rows of SAM-H's 64-wide
+    // map (0.5 and 1 MB) stay in a core's L2.
+    static constexpr int64_t kUpscaleRows = 8;
 
     // In: embedding [D, g, g] (SamImageEncoder), dense_pe [g², D] and no_mask [D] (SamPromptEncoder), sparse
     // [n, sparse_tokens, D]. Out: lowres [n, 4g, 4g] logits of mask token 0, iou [n] its predicted IoU.
@@ -77,7 +80,18 @@ class SamMaskDecoder {
     int32_t heads_;
     std::vector<Layer> layers_;
     Attention final_attn_;
-    ops::Weight final_norm_w_, final_norm_b_, up1_w_, up1_b_, up_norm_w_, up_norm_b_, up2_w_, up2_b_;
+    // A ConvTranspose2d(kernel 2, stride 2) as one linear layer over its input pixels (made at load): weight
+    // [4·out, in] whose row (a·2 + b)·out + o is w[:, o, a, b], and the bias repeated for each (a, b).
+    struct SubpixelLinear {
+        std::vector<float> w, b;
+        int64_t in, out;  // the conv's channels
+        ops::Weight weight() const { return ops::Weight{NC_DTYPE_F32, w.data(), 4 * out, in}; }
+        ops::Weight bias() const { return ops::Weight{NC_DTYPE_F32, b.data(), 1, 4 * out}; }
+    };
+    static SubpixelLinear subpixel_linear(const WeightView& w, const ops::Weight& bias);
+
+    ops::Weight final_norm_w_, final_norm_b_, up_norm_w_, up_norm_b_;
+    SubpixelLinear up1_, up2_;
     Mlp hyper0_, iou_head_;
     std::vector<float> output_tokens_;  // iou_token then mask_tokens [1 + mask_tokens, D]
 

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "ops/cpu_simd.h"
@@ -59,8 +60,8 @@ template <>
 struct Tile<Isa::Portable> {
     static constexpr int MR = 6, NR = 16;
     static constexpr int64_t KC = 1024, NC = 64;
-    static void run(const float* ap, const float* bp, int64_t kc, float* c, int64_t ldc, int rows, int cols,
-                    const float* init, bool accumulate) {
+    static void run(const float* ap, const float* bp, int64_t kc, float* c, int64_t ldc, int rows,
+                    int cols, const float* init, bool accumulate) {
         float acc[MR][NR] = {};
         for (int64_t k = 0; k < kc; ++k) {
             for (int r = 0; r < MR; ++r) {
@@ -101,9 +102,9 @@ struct Tile<Isa::Avx2> {
         for (int j = 0; j < cols; ++j) cr[j] = (accumulate ? cr[j] : init ? init[j] : 0.0f) + t[j];
     }
 
-    __attribute__((target("avx2,fma,f16c"))) static void run(const float* ap, const float* bp, int64_t kc, float* c,
-                                                             int64_t ldc, int rows, int cols, const float* init,
-                                                             bool accumulate) {
+    __attribute__((target("avx2,fma,f16c"))) static void run(const float* ap, const float* bp,
+                                                             int64_t kc, float* c, int64_t ldc, int rows, int cols,
+                                                             const float* init, bool accumulate) {
         const __m256 z = _mm256_setzero_ps();
         __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
                c51 = z;
@@ -150,9 +151,9 @@ struct Tile<Isa::Avx512> {
         _mm512_mask_storeu_ps(cr + 16, m1, _mm512_add_ps(b1, hi));
     }
 
-    __attribute__((target("avx512f,avx2,fma,f16c"))) static void run(const float* ap, const float* bp, int64_t kc,
-                                                                     float* c, int64_t ldc, int rows, int cols,
-                                                                     const float* init, bool accumulate) {
+    __attribute__((target("avx512f,avx2,fma,f16c"))) static void run(const float* ap, const float* bp,
+                                                                     int64_t kc, float* c, int64_t ldc, int rows,
+                                                                     int cols, const float* init, bool accumulate) {
         const __m512 z = _mm512_setzero_ps();
         __m512 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z, c30 = z, c31 = z, c40 = z, c41 = z, c50 = z,
                c51 = z, c60 = z, c61 = z, c70 = z, c71 = z, c80 = z, c81 = z, c90 = z, c91 = z, c100 = z, c101 = z,
@@ -272,14 +273,20 @@ void pack_rows(const void* base, int64_t ld, int64_t first, int64_t n, int64_t k
 }
 
 // Packs columns [0, n) of a k-major source into panels of W columns: dst[p][k][i] = src[k·ld + W·p + i] for
-// k < kdim, 0 at or past column n.
-void pack_cols(const float* src, int64_t ld, int64_t kdim, int64_t n, int W, float* dst) {
-    for (int64_t p = 0; p * W < n; ++p) {
-        const int64_t cols = std::min<int64_t>(W, n - p * W);
-        float* panel = dst + p * kdim * W;
-        for (int64_t k = 0; k < kdim; ++k) {
-            std::memcpy(panel + k * W, src + k * ld + p * W, size_t(cols) * sizeof(float));
-            std::fill(panel + k * W + cols, panel + (k + 1) * W, 0.0f);
+// k < kdim, 0 at or past column n. Row by row, so the source is read in order; W is a constant, so a panel's row is
+// a few vector moves.
+template <int W>
+void pack_cols(const float* src, int64_t ld, int64_t kdim, int64_t n, float* dst) {
+    const int64_t full = n / W, rest = n - full * W;
+    for (int64_t k = 0; k < kdim; ++k) {
+        const float* row = src + k * ld;
+        for (int64_t p = 0; p < full; ++p) {
+            float* out = dst + (p * kdim + k) * W;
+            for (int i = 0; i < W; ++i) out[i] = row[p * W + i];
+        }
+        if (rest > 0) {
+            float* out = dst + (full * kdim + k) * W;
+            for (int i = 0; i < W; ++i) out[i] = i < rest ? row[full * W + i] : 0.0f;
         }
     }
 }
@@ -296,17 +303,42 @@ struct LinearPart {
     int64_t offset;
 };
 
-// y = x·Wᵀ + init for every part. x is packed once into A panels for every k-block (split over threads); then the
-// threads share the concatenated outputs — by output blocks when there are enough of them (each weight block is
-// packed once and used by every row), by rows for narrow outputs (each thread packs the small weights itself).
-// Per thread: output block (NC) → k-block (KC) → packed weights (L2) → A panel (L1) → B panels. The first
-// k-block writes y, the others add to it.
+// y = x·Wᵀ + init for every part, in one of two ways.
+// By rows, when each thread can hold every output's weights for a k-block in its weight block and there are at least
+// as many rows as outputs, or too few output tiles to share: each thread packs all the weights itself and its rows a
+// panel at a time into L1, so x is read once, in place (the SAM decoder's 4096-row maps against ≤ 256 outputs).
+// By output blocks otherwise: x is packed once into A panels for every k-block (split over threads), then each weight
+// block is packed once and used by every row. Per thread: output block (NC) → k-block (KC) → packed weights (L2) →
+// A panel (L1) → B panels. The first k-block writes y, the others add to it.
 template <Isa I, nc_dtype D>
 void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t M, int64_t K,
                  const std::vector<LinearPart>& parts, int64_t N_total) {
     constexpr int MR = Tile<I>::MR, NR = Tile<I>::NR;
     constexpr int64_t KC = Tile<I>::KC, NC = Tile<I>::NC;
-    const int64_t panels = ceil_div(M, MR);
+    thread_local AlignedBuffer a_scratch, b_scratch;  // an A panel (MR × KC) and a weight block (NC × KC) per thread
+    const int64_t panels = ceil_div(M, MR), threads = int64_t(pool.size());
+    const bool narrow = ceil_div(N_total, NR) < 2 * threads;
+    if (N_total * std::min(K, KC) <= NC * KC && (narrow || M >= N_total)) {
+        pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+            float* ap = a_scratch.get(size_t(MR * KC));
+            float* bp = b_scratch.get(size_t(NC * KC));
+            for (int64_t pc = 0; pc < K; pc += KC) {
+                const int64_t kc = std::min(KC, K - pc);
+                for (const LinearPart& part : parts) pack_rows<I, D>(part.w, K, 0, part.N, pc, kc, NR, bp + part.offset * kc);
+                for (int64_t p = p0; p < p1; ++p) {
+                    const int rows = int(std::min<int64_t>(MR, M - p * MR));
+                    pack_rows<I, NC_DTYPE_F32>(x, K, p * MR, rows, pc, kc, MR, ap);
+                    for (const LinearPart& part : parts) {
+                        for (int64_t jr = 0; jr < part.N; jr += NR) {
+                            Tile<I>::run(ap, bp + (part.offset + jr) * kc, kc, part.y + p * MR * part.N + jr, part.N, rows,
+                                         int(std::min<int64_t>(NR, part.N - jr)), part.init + jr, pc > 0);
+                        }
+                    }
+                }
+            }
+        });
+        return;
+    }
     buffers.panels.resize(size_t(panels * MR * K + 16));
     float* ap = aligned64(buffers.panels.data());  // k-block at pc starts at ap + panels·MR·pc
     pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
@@ -316,8 +348,7 @@ void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
                                        ap + panels * MR * pc + p0 * MR * kc);
         }
     });
-    auto compute = [&](int64_t p0, int64_t p1, int64_t n0, int64_t n1) {
-        thread_local AlignedBuffer b_scratch;  // NC × KC floats per thread
+    pool.parallel_for(N_total, NR, [&](int64_t n0, int64_t n1) {
         float* bp = b_scratch.get(size_t(NC * KC));
         for (const LinearPart& part : parts) {
             const int64_t N = part.N, o0 = std::max(n0, part.offset) - part.offset;
@@ -328,7 +359,7 @@ void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
                     const int64_t kc = std::min(KC, K - pc);
                     const float* ak = ap + panels * MR * pc;
                     pack_rows<I, D>(part.w, K, jc, nb, pc, kc, NR, bp);
-                    for (int64_t p = p0; p < p1; ++p) {
+                    for (int64_t p = 0; p < panels; ++p) {
                         const int rows = int(std::min<int64_t>(MR, M - p * MR));
                         for (int64_t jr = 0; jr < nb; jr += NR) {
                             Tile<I>::run(ak + p * MR * kc, bp + jr * kc, kc, part.y + p * MR * N + jc + jr, N, rows,
@@ -338,12 +369,7 @@ void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
                 }
             }
         }
-    };
-    if (ceil_div(N_total, NR) >= 2 * int64_t(pool.size())) {
-        pool.parallel_for(N_total, NR, [&](int64_t n0, int64_t n1) { compute(0, panels, n0, n1); });
-    } else {
-        pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1) { compute(p0, p1, 0, N_total); });
-    }
+    });
 }
 
 template <Isa I>
@@ -358,10 +384,24 @@ void linear_dtype(ThreadPool& pool, GemmBuffers& buffers, nc_dtype dtype, const 
 
 // ---- attention ------------------------------------------------------------------------------------------
 //
-// One job is (batch, head, NR queries). Scores are computed transposed, sᵀ[key][query] = Σ_c k[key, c] q[query, c]
-// (keys as A panels, the query block as one B panel), so that the softmax runs down the columns with whole
-// vectors, and the numerators sᵀ are directly the B operand of outᵀ[c][query] = Σ_key v[key, c] sᵀ[key][query]
-// (values as A panels over channels).
+// One job is (batch, head, group of query blocks of NR). Scores are computed transposed, sᵀ[key][query] =
+// Σ_c k[key, c] q[query, c] (keys as A panels, each query block as one B panel), so that the softmax runs down the
+// columns with whole vectors, and the numerators sᵀ are directly the B operand of outᵀ[c][query] =
+// Σ_key v[key, c] sᵀ[key][query] (values as A panels over channels).
+// When a head's keys and values fit in L2 (kResidentBytes) they are packed once per head and thread and a job is one
+// query block. When they do not, a job is a group of the query blocks whose scores fit kScoreBytes (about a core's
+// L2), so the keys and values are read from memory once per group, not once per block — the SAM decoder's ~100
+// queries over 4096 keys of 256 channels read them once in all. Both products run kKeyChunk keys at a time, each
+// chunk's panels used by every block of the group in turn, whose operand (queries or the numerators' chunk) stays in
+// L1.
+
+constexpr int64_t kResidentBytes = int64_t(1) << 20;
+constexpr int64_t kScoreBytes = int64_t(1) << 21;
+constexpr int64_t kKeyChunk = 192;  // a multiple of every ISA's MR
+
+bool heads_resident(int64_t kv_rows, int64_t head_dim) {
+    return 2 * kv_rows * head_dim * int64_t(sizeof(float)) <= kResidentBytes;
+}
 
 struct AttentionArgs {
     const float *q, *k, *v;
@@ -370,7 +410,12 @@ struct AttentionArgs {
     float scale;
     const ScoreBias* bias;
     float* out;
-    int64_t blocks;  // query blocks per (batch, head)
+    int64_t blocks;        // query blocks per (batch, head)
+    int64_t group_blocks;  // query blocks per job
+    int64_t groups;        // jobs per (batch, head)
+    // Keys and values packed whole, once per (batch, head) and thread, when a thread takes several groups of a head;
+    // otherwise a chunk at a time as a job reaches it.
+    bool prepack;
 };
 
 std::atomic<uint64_t> attention_calls{0};
@@ -385,7 +430,7 @@ void softmax_columns<Isa::Portable>(float* s, int64_t T, float* inv) {
     for (int i = 0; i < NR; ++i) {
         float m = -INFINITY, sum = 0;
         for (int64_t j = 0; j < T; ++j) m = std::max(m, s[j * NR + i]);
-        for (int64_t j = 0; j < T; ++j) sum += (s[j * NR + i] = std::exp(s[j * NR + i] - m));
+        for (int64_t j = 0; j < T; ++j) sum += (s[j * NR + i] = softmax_exp(s[j * NR + i] - m));
         inv[i] = 1.0f / sum;
     }
 }
@@ -399,8 +444,8 @@ __attribute__((target("avx2,fma,f16c"))) void softmax_columns<Isa::Avx2>(float* 
     }
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     for (int64_t j = 0; j < T; ++j) {
-        const __m256 e0 = exp8(_mm256_sub_ps(_mm256_load_ps(s + j * 16), m0));
-        const __m256 e1 = exp8(_mm256_sub_ps(_mm256_load_ps(s + j * 16 + 8), m1));
+        const __m256 e0 = softmax_exp8(_mm256_sub_ps(_mm256_load_ps(s + j * 16), m0));
+        const __m256 e1 = softmax_exp8(_mm256_sub_ps(_mm256_load_ps(s + j * 16 + 8), m1));
         _mm256_store_ps(s + j * 16, e0);
         _mm256_store_ps(s + j * 16 + 8, e1);
         s0 = _mm256_add_ps(s0, e0);
@@ -419,8 +464,8 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void softmax_columns<Isa::Avx51
     }
     __m512 s0 = _mm512_setzero_ps(), s1 = s0;
     for (int64_t j = 0; j < T; ++j) {
-        const __m512 e0 = exp16(_mm512_sub_ps(_mm512_load_ps(s + j * 32), m0));
-        const __m512 e1 = exp16(_mm512_sub_ps(_mm512_load_ps(s + j * 32 + 16), m1));
+        const __m512 e0 = softmax_exp16(_mm512_sub_ps(_mm512_load_ps(s + j * 32), m0));
+        const __m512 e1 = softmax_exp16(_mm512_sub_ps(_mm512_load_ps(s + j * 32 + 16), m1));
         _mm512_store_ps(s + j * 32, e0);
         _mm512_store_ps(s + j * 32 + 16, e1);
         s0 = _mm512_add_ps(s0, e0);
@@ -430,58 +475,108 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void softmax_columns<Isa::Avx51
     _mm512_storeu_ps(inv + 16, _mm512_div_ps(_mm512_set1_ps(1.0f), s1));
 }
 
-// The packed keys and values of the (batch, head) a thread last worked on, valid for one call.
+// A thread's buffers: keys and values (the head's packed whole, valid for (call, head), or a chunk's), and a group's
+// queries, scores, outputs and softmax reciprocals.
 struct HeadPanels {
     uint64_t call = 0;
     int64_t head = -1;
-    AlignedBuffer k, v, q, s, o;
-    float *kp = nullptr, *vp = nullptr;
+    AlignedBuffer k, v, q, s, o, inv;
 };
 
-// Jobs [job0, job1) in (batch, head, block) order, so a thread packs a head's keys and values once for all the
-// query blocks it takes of that head.
+// Jobs [job0, job1) in (batch, head, group) order, so a thread that packs a head's keys and values whole does it once
+// for all the groups it takes of that head.
 template <Isa I>
 void attention_range(const AttentionArgs& a, uint64_t call, int64_t job0, int64_t job1) {
     constexpr int MR = Tile<I>::MR, NR = Tile<I>::NR;
     thread_local HeadPanels hp;
     const int64_t d = a.head_dim, stride = int64_t(a.heads) * d, T = a.kv_rows;
-    alignas(64) float inv[NR];
+    const int64_t Tp = round_up(T, MR), dp = round_up(d, MR);
     for (int64_t job = job0; job < job1; ++job) {
-        const int64_t head = job / a.blocks, block = job % a.blocks;
+        const int64_t head = job / a.groups, first = (job % a.groups) * a.group_blocks;
+        const int64_t n = std::min(a.group_blocks, a.blocks - first);
         const int64_t b = head / a.heads;
         const int32_t h = int32_t(head % a.heads);
-        if (hp.call != call || hp.head != head) {
-            hp.kp = hp.k.get(size_t(round_up(T, MR) * d));
-            hp.vp = hp.v.get(size_t(round_up(d, MR) * T));
-            pack_rows<I, NC_DTYPE_F32>(a.k + b * T * stride + h * d, stride, 0, T, 0, d, MR, hp.kp);
-            pack_cols(a.v + b * T * stride + h * d, stride, T, d, MR, hp.vp);
+        const float* k = a.k + b * T * stride + h * d;
+        const float* v = a.v + b * T * stride + h * d;
+        // Packed keys [T/MR][d][MR] and values [d/MR][T][MR], whole (one chunk of all T keys) or by chunk: the panels of
+        // keys [c0, c0 + kc).
+        const int64_t chunk = a.prepack ? T : kKeyChunk;
+        float* kp = hp.k.get(size_t((a.prepack ? Tp : std::min(Tp, kKeyChunk)) * d));
+        float* vp = hp.v.get(size_t(dp * (a.prepack ? T : std::min(T, kKeyChunk))));
+        if (a.prepack && (hp.call != call || hp.head != head)) {
+            pack_rows<I, NC_DTYPE_F32>(k, stride, 0, T, 0, d, MR, kp);
+            pack_cols<MR>(v, stride, T, d, vp);
             hp.call = call;
             hp.head = head;
         }
-        const int64_t q0 = block * NR, nq = std::min<int64_t>(NR, a.q_rows - q0);
-        float* qp = hp.q.get(size_t(d * NR));
-        float* s = hp.s.get(size_t(round_up(T, MR) * NR));
-        float* o = hp.o.get(size_t(round_up(d, MR) * NR));
-        pack_rows<I, NC_DTYPE_F32>(a.q + (b * a.q_rows + q0) * stride + h * d, stride, 0, nq, 0, d, NR, qp);
-        for (int64_t j = 0; j < d * NR; ++j) qp[j] *= a.scale;  // scaled queries give scaled scores (as HF CLIP)
-        for (int64_t p = 0; p * MR < T; ++p) {
-            Tile<I>::run(hp.kp + p * MR * d, qp, d, s + p * MR * NR, NR, int(std::min<int64_t>(MR, T - p * MR)), NR,
-                         nullptr, false);
+        auto key_panels = [&](int64_t c0, int64_t kc) -> const float* {
+            if (a.prepack) return kp + c0 * d;
+            pack_rows<I, NC_DTYPE_F32>(k, stride, c0, kc, 0, d, MR, kp);
+            return kp;
+        };
+        // Value panel p of the chunk and the floats between panels.
+        auto value_panels = [&](int64_t c0, int64_t kc) -> std::pair<const float*, int64_t> {
+            if (a.prepack) return {vp + c0 * MR, T * MR};
+            pack_cols<MR>(v + c0 * stride, stride, kc, d, vp);
+            return {vp, kc * MR};
+        };
+        float* qp = hp.q.get(size_t(n * d * NR));
+        float* s = hp.s.get(size_t(n * Tp * NR));
+        float* o = hp.o.get(size_t(n * dp * NR));
+        float* inv = hp.inv.get(size_t(n * NR));
+        auto block = [&](int64_t g) {  // the first query of the group's block g and its count
+            const int64_t q0 = (first + g) * NR;
+            return std::pair<int64_t, int64_t>(q0, std::min<int64_t>(NR, a.q_rows - q0));
+        };
+        for (int64_t g = 0; g < n; ++g) {
+            const auto [q0, nq] = block(g);
+            pack_rows<I, NC_DTYPE_F32>(a.q + (b * a.q_rows + q0) * stride + h * d, stride, 0, nq, 0, d, NR,
+                                       qp + g * d * NR);
         }
-        if (a.bias) a.bias->add_block(b, h, q0, nq, s, NR, T);
-        softmax_columns<I>(s, T, inv);
-        for (int64_t p = 0; p * MR < d; ++p) {
-            Tile<I>::run(hp.vp + p * MR * T, s, T, o + p * MR * NR, NR, int(std::min<int64_t>(MR, d - p * MR)), NR,
-                         nullptr, false);
+        for (int64_t j = 0; j < n * d * NR; ++j) qp[j] *= a.scale;  // scaled queries give scaled scores (as HF CLIP)
+        for (int64_t c0 = 0; c0 < T; c0 += chunk) {
+            const int64_t kc = std::min(chunk, T - c0);
+            const float* panels = key_panels(c0, kc);
+            for (int64_t g = 0; g < n; ++g) {
+                for (int64_t p = 0; p * MR < kc; ++p) {
+                    Tile<I>::run(panels + p * MR * d, qp + g * d * NR, d, s + (g * Tp + c0 + p * MR) * NR, NR,
+                                 int(std::min<int64_t>(MR, kc - p * MR)), NR, nullptr, false);
+                }
+            }
         }
-        for (int64_t i = 0; i < nq; ++i) {
-            float* dst = a.out + (b * a.q_rows + q0 + i) * stride + h * d;
-            for (int64_t c = 0; c < d; ++c) dst[c] = o[c * NR + i] * inv[i];
+        for (int64_t g = 0; g < n; ++g) {
+            const auto [q0, nq] = block(g);
+            if (a.bias) a.bias->add_block(b, h, q0, nq, s + g * Tp * NR, NR, T);
+            softmax_columns<I>(s + g * Tp * NR, T, inv + g * NR);
+        }
+        for (int64_t c0 = 0; c0 < T; c0 += chunk) {
+            const int64_t kc = std::min(chunk, T - c0);
+            const auto [panels, panel_floats] = value_panels(c0, kc);
+            for (int64_t g = 0; g < n; ++g) {
+                for (int64_t p = 0; p * MR < d; ++p) {
+                    Tile<I>::run(panels + p * panel_floats, s + (g * Tp + c0) * NR, kc, o + (g * dp + p * MR) * NR, NR,
+                                 int(std::min<int64_t>(MR, d - p * MR)), NR, nullptr, c0 > 0);
+                }
+            }
+        }
+        for (int64_t g = 0; g < n; ++g) {
+            const auto [q0, nq] = block(g);
+            for (int64_t i = 0; i < nq; ++i) {
+                float* dst = a.out + (b * a.q_rows + q0 + i) * stride + h * d;
+                for (int64_t c = 0; c < d; ++c) dst[c] = o[(g * dp + c) * NR + i] * inv[g * NR + i];
+            }
         }
     }
 }
 
 }  // namespace
+
+int64_t attention_group_queries(int64_t q_rows, int64_t kv_rows, int64_t head_dim) {
+    constexpr int64_t kCols = Tile<Isa::Avx512>::NR;  // a multiple of every ISA's NR
+    if (heads_resident(kv_rows, head_dim)) return kCols;
+    const int64_t fit = kScoreBytes / (int64_t(sizeof(float)) * round_up(kv_rows, Tile<Isa::Avx512>::MR)) / kCols * kCols;
+    return std::clamp(fit, kCols, round_up(q_rows, kCols));
+}
 
 void gemm_linear(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t rows, const Weight& w,
                  const Weight* bias, float* y) {
@@ -529,9 +624,19 @@ void gemm_attention(ThreadPool& pool, const float* q, const float* k, const floa
     const Isa isa = cpu_isa();
     auto run = [&](auto tag) {
         constexpr Isa I = decltype(tag)::value;
-        const AttentionArgs a{q, k, v, batch, q_rows, kv_rows, heads, head_dim, scale, bias, out,
-                              ceil_div(q_rows, Tile<I>::NR)};
-        pool.parallel_for(batch * heads * a.blocks, 1,
+        constexpr int NR = Tile<I>::NR;
+        // Groups as large as attention_group_queries allows, but enough of them for every thread; keys and values
+        // packed whole where they stay in L2 or a thread takes several groups of a head.
+        const int64_t heads_total = batch * heads, threads = int64_t(pool.size());
+        const int64_t blocks = ceil_div(q_rows, NR);
+        const int64_t most = attention_group_queries(q_rows, kv_rows, head_dim) / NR;
+        const int64_t groups = std::min(blocks, std::max(ceil_div(blocks, most), ceil_div(threads, heads_total)));
+        const int64_t group_blocks = ceil_div(blocks, groups);
+        const int64_t jobs_per_head = ceil_div(blocks, group_blocks);
+        const bool prepack = heads_resident(kv_rows, head_dim) || jobs_per_head >= 2 * threads;
+        const AttentionArgs a{q,     k,    v,   batch,  q_rows,       kv_rows,       heads,  head_dim,
+                              scale, bias, out, blocks, group_blocks, jobs_per_head, prepack};
+        pool.parallel_for(heads_total * jobs_per_head, 1,
                           [&](int64_t j0, int64_t j1) { attention_range<I>(a, call, j0, j1); });
     };
     switch (isa) {

@@ -28,6 +28,11 @@ void gemm_linear(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
 void gemm_linears(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
                   int32_t n);
 
+// Queries whose scores one attention job keeps at once (a multiple of every ISA's query block), for q_rows queries over
+// kv_rows keys of head_dim; a job holds them with their queries and outputs (model/plan.cpp sizes its buffers from
+// this).
+int64_t attention_group_queries(int64_t q_rows, int64_t kv_rows, int64_t head_dim);
+
 // Ops::attention (non-causal, batched, optional score bias).
 void gemm_attention(ThreadPool& pool, const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows,
                     int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out);

@@ -168,10 +168,10 @@ __attribute__((target("avx2,fma,f16c"))) void softmax_row_avx2(float* row, int64
     for (int64_t i = 0; i < whole; i += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(row + i));
     const __m256 m = _mm256_set1_ps(hmax(mx));
     const __m256 t = _mm256_blendv_ps(m, _mm256_load_ps(tail), keep);
-    const __m256 e_tail = _mm256_and_ps(exp8(_mm256_sub_ps(t, m)), keep);
+    const __m256 e_tail = _mm256_and_ps(softmax_exp8(_mm256_sub_ps(t, m)), keep);
     __m256 sum = e_tail;
     for (int64_t i = 0; i < whole; i += 8) {
-        const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
+        const __m256 e = softmax_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
         sum = _mm256_add_ps(sum, e);
         _mm256_storeu_ps(row + i, e);
     }
@@ -193,7 +193,7 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void softmax_short_rows_avx512(
         for (int64_t r = 0; r < count; ++r) {
             const __m512 v = _mm512_maskz_loadu_ps(k, x + (r0 + r) * n);
             const __m512 m = _mm512_set1_ps(_mm512_mask_reduce_max_ps(k, v));
-            const __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_maskz_sub_ps(k, v, m)));
+            const __m512 e = _mm512_maskz_mov_ps(k, softmax_exp16(_mm512_maskz_sub_ps(k, v, m)));
             _mm512_mask_storeu_ps(out + r * n, k, _mm512_mul_ps(e, _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(e))));
         }
         std::copy(out, out + count * n, x + r0 * n);
@@ -203,7 +203,7 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void softmax_short_rows_avx512(
 void softmax_row_portable(float* row, int64_t n) {
     const float m = *std::max_element(row, row + n);
     float sum = 0;
-    for (int64_t i = 0; i < n; ++i) sum += (row[i] = std::exp(row[i] - m));
+    for (int64_t i = 0; i < n; ++i) sum += (row[i] = softmax_exp(row[i] - m));
     const float inv = 1.0f / sum;
     for (int64_t i = 0; i < n; ++i) row[i] *= inv;
 }
@@ -282,34 +282,6 @@ void conv2d(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* 
         });
         gemm_linear(pool, gemm, cols, m, wf, bias, y + p0 * out);
     }
-}
-
-void conv_transpose2x2(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* x, int64_t n, int64_t height,
-                       int64_t width, const Weight& w, const Weight& bias, float* y) {
-    const int64_t in = w.rows, out = w.cols / 4, pixels = n * height * width;
-    // As a linear layer over input pixels with outputs ordered (a, b, o): each input pixel's result is two runs
-    // of 2·out values, output rows 2i and 2i + 1 at columns 2j, 2j + 1.
-    float* wt = grown(buffers.weights, size_t(4 * out * in + 4 * out));
-    float* bt = wt + 4 * out * in;
-    pool.parallel_for(4 * out, 1, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            const int64_t ab = r / out, o = r % out;
-            for (int64_t c = 0; c < in; ++c) wt[r * in + c] = weight_at(w, (c * out + o) * 4 + ab);
-            bt[r] = weight_at(bias, o);
-        }
-    });
-    float* tmp = grown(buffers.work, size_t(pixels * 4 * out));
-    const Weight wf{NC_DTYPE_F32, wt, 4 * out, in}, bf{NC_DTYPE_F32, bt, 1, 4 * out};
-    gemm_linear(pool, gemm, x, pixels, wf, &bf, tmp);
-    pool.parallel_for(pixels, 16, [&](int64_t a, int64_t b) {
-        for (int64_t p = a; p < b; ++p) {
-            const int64_t img = p / (height * width), i = (p / width) % height, j = p % width;
-            for (int64_t row = 0; row < 2; ++row) {
-                float* dst = y + ((img * 2 * height + 2 * i + row) * 2 * width + 2 * j) * out;
-                std::memcpy(dst, tmp + (p * 4 + 2 * row) * out, size_t(2 * out) * sizeof(float));
-            }
-        }
-    });
 }
 
 void resize_bilinear(ThreadPool& pool, const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,

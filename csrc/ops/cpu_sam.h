@@ -1,4 +1,4 @@
-// The CPU versions of the SAM ops (ops.h, "SAM"): convolutions as im2col or weight re-layout + the packed GEMM
+// The CPU versions of the SAM ops (ops.h, "SAM"): convolution as im2col + the packed GEMM
 // of cpu_gemm.cpp, data movement split over the pool, the relative-position bias computed per query row with
 // AVX2 dot products. CpuOps forwards to these.
 #pragma once
@@ -13,7 +13,7 @@
 
 namespace nc::ops::cpu_sam {
 
-// The convolutions' working memory — re-laid weights, im2col rows or the transposed conv's un-interleaved output —
+// The convolution's working memory — re-laid weights and im2col rows —
 // owned by the calling Ops (whose calls never overlap) and reused across calls.
 struct Buffers {
     std::vector<float> weights, work;
@@ -27,8 +27,6 @@ void window_merge(ThreadPool& pool, const float* x, int64_t height, int64_t widt
                   float* y);
 void conv2d(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* x, int64_t n, int64_t height,
             int64_t width, const Weight& w, const Weight* bias, int32_t kernel, float* y);
-void conv_transpose2x2(ThreadPool& pool, Buffers& buffers, GemmBuffers& gemm, const float* x, int64_t n, int64_t height,
-                       int64_t width, const Weight& w, const Weight& bias, float* y);
 void resize_bilinear(ThreadPool& pool, const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h,
                      int64_t out_w, int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y);
 void transpose(ThreadPool& pool, const float* x, int64_t batch, int64_t rows, int64_t cols, float* y);

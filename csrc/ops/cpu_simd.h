@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -146,6 +147,22 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(e, n);
+}
+
+// Softmax numerators e^d, d = x − max ≤ 0, with those below e^-64 (under 1.6e-28 of the largest, which is 1) set to
+// 0: they cannot change a float32 sum or weighted sum, while products of the smallest of them are denormal floats,
+// each of which costs the FMA units a microcode assist (a fifth of the SAM decoder's attention time with random
+// weights, where scores spread widely).
+constexpr float kNegligibleLogit = -64.0f;
+
+inline float softmax_exp(float d) { return d < kNegligibleLogit ? 0.0f : std::exp(d); }
+
+__attribute__((target("avx2,fma,f16c"))) inline __m256 softmax_exp8(__m256 d) {
+    return _mm256_and_ps(exp8(d), _mm256_cmp_ps(d, _mm256_set1_ps(kNegligibleLogit), _CMP_GE_OQ));
+}
+
+__attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 softmax_exp16(__m512 d) {
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, _mm512_set1_ps(kNegligibleLogit), _CMP_GE_OQ), exp16(d));
 }
 
 }  // namespace nc::ops

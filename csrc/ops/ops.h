@@ -136,12 +136,6 @@ class Ops {
     virtual void conv2d(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight* bias,
                         int32_t kernel, float* y) = 0;
 
-    // ConvTranspose2d(kernel 2, stride 2) with bias: x [n, height, width, in], w [in, out, 2, 2] seen as
-    // [in, out·4], bias [out]; y [n, 2·height, 2·width, out] with y[2i + a, 2j + b, o] = b[o] + Σ_c x[i, j, c] ·
-    // w[c, o, a, b] (§5.3 output upscaling).
-    virtual void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
-                                   const Weight& bias, float* y) = 0;
-
     // Bilinear resize of planes x [planes, in_h, in_w] to out_h × out_w as torch's upsample_bilinear2d with
     // align_corners=False in float: src = max(scale·(dst + 0.5) − 0.5, 0) with scale = in/out, x0 = ⌊src⌋,
     // x1 = min(x0 + 1, in − 1). Writes only rows [row0, row0 + rows) and columns [col0, col0 + cols) of the

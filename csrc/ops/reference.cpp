@@ -214,10 +214,6 @@ class ReferenceOps final : public Ops {
                 int32_t kernel, float* y) override {
         reference_sam::conv2d(x, n, height, width, w, bias, kernel, y);
     }
-    void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w,
-                           const Weight& bias, float* y) override {
-        reference_sam::conv_transpose2x2(x, n, height, width, w, bias, y);
-    }
     void resize_bilinear(const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
                          int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y) override {
         reference_sam::resize_bilinear(x, planes, in_h, in_w, out_h, out_w, row0, rows, col0, cols, y);

@@ -103,25 +103,6 @@ void conv2d(const float* x, int64_t n, int64_t height, int64_t width, const Weig
     }
 }
 
-void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight& bias,
-                       float* y) {
-    const int64_t in = w.rows, out = w.cols / 4;
-    for (int64_t img = 0; img < n; ++img) {
-        for (int64_t oy = 0; oy < 2 * height; ++oy) {
-            for (int64_t ox = 0; ox < 2 * width; ++ox) {
-                const float* src = x + ((img * height + oy / 2) * width + ox / 2) * in;
-                for (int64_t o = 0; o < out; ++o) {
-                    double acc = weight_at(bias, o);
-                    for (int64_t c = 0; c < in; ++c) {
-                        acc += double(src[c]) * weight_at(w, ((c * out + o) * 2 + oy % 2) * 2 + ox % 2);
-                    }
-                    y[((img * 2 * height + oy) * 2 * width + ox) * out + o] = float(acc);
-                }
-            }
-        }
-    }
-}
-
 void resize_bilinear(const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
                      int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y) {
     // Source coordinate, lower neighbour, upper neighbour and the upper one's weight, along one axis.

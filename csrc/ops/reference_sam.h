@@ -16,8 +16,6 @@ void window_partition(const float* x, int64_t height, int64_t width, int64_t cha
 void window_merge(const float* x, int64_t height, int64_t width, int64_t channels, int32_t window, float* y);
 void conv2d(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight* bias,
             int32_t kernel, float* y);
-void conv_transpose2x2(const float* x, int64_t n, int64_t height, int64_t width, const Weight& w, const Weight& bias,
-                       float* y);
 void resize_bilinear(const float* x, int64_t planes, int64_t in_h, int64_t in_w, int64_t out_h, int64_t out_w,
                      int64_t row0, int64_t rows, int64_t col0, int64_t cols, float* y);
 void transpose(const float* x, int64_t batch, int64_t rows, int64_t cols, float* y);

@@ -151,30 +151,6 @@ TEST_P(SamOps, Conv2d) {
     EXPECT_EQ(y, (std::vector<float>{10, 10, 10, 10}));
 }
 
-TEST_P(SamOps, ConvTranspose2x2) {
-    for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_BF16}) {
-        for (auto [n, height, width, in, out] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>>{
-                 {2, 5, 3, 19, 7}, {1, 1, 1, 1, 1}, {1, 16, 16, 64, 32}, {3, 4, 6, 40, 10}}) {
-            SCOPED_TRACE("dtype " + std::to_string(dtype) + " n " + std::to_string(n) + " " + std::to_string(height) + "x" +
-                         std::to_string(width) + " in " + std::to_string(in) + " out " + std::to_string(out));
-            StoredWeight w(random_floats(size_t(in * out * 4), 52), dtype, in, out * 4);
-            StoredWeight b(random_floats(size_t(out), 53), dtype, 1, out);
-            const auto x = random_floats(size_t(n * height * width * in), 54);
-            auto want = poisoned(size_t(n * 4 * height * width * out)), got = want;
-            ref->conv_transpose2x2(x.data(), n, height, width, w.w, b.w, want.data());
-            cpu->conv_transpose2x2(x.data(), n, height, width, w.w, b.w, got.data());
-            EXPECT_LT(nmse(got, want), 1e-10);
-        }
-    }
-    // By hand: one input pixel and channel spreads over 2 × 2 outputs as w[0, 0, a, b] · x + bias.
-    const float x = 2;
-    StoredWeight w({1, 2, 3, 4}, NC_DTYPE_F32, 1, 4);
-    StoredWeight b({0.5f}, NC_DTYPE_F32, 1, 1);
-    std::vector<float> y(4);
-    ref->conv_transpose2x2(&x, 1, 1, 1, w.w, b.w, y.data());
-    EXPECT_EQ(y, (std::vector<float>{2.5f, 4.5f, 6.5f, 8.5f}));
-}
-
 TEST_P(SamOps, ResizeBilinear) {
     for (auto [planes, in_h, in_w, out_h, out_w] : std::vector<std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>>{
              {3, 4, 4, 13, 13}, {2, 13, 9, 4, 5}, {1, 5, 7, 11, 3}, {2, 6, 6, 6, 6}, {1, 1, 1, 3, 2}, {2, 64, 64, 256, 256},

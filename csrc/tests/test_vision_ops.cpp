@@ -131,11 +131,15 @@ class TestBias final : public nc::ops::ScoreBias {
     mutable std::atomic<int64_t> calls{0};
 };
 
+// Shapes for each path of the CPU kernel: one query block, groups of several blocks with the values in chunks and
+// their last channels packed (2 × 90 over 1000 keys of 260 channels), and keys packed once per head for many groups
+// (400 queries over 4096 keys: the scores of 64 queries fill a group).
 TEST_P(VisionOps, Attention) {
     for (auto [batch, q_rows, kv_rows, heads, d, with_bias] :
          std::vector<std::tuple<int64_t, int64_t, int64_t, int32_t, int32_t, bool>>{
              {1, 1, 1, 1, 1, false}, {2, 7, 7, 3, 10, false}, {1, 49, 130, 2, 64, true}, {2, 100, 100, 4, 17, true},
-             {1, 5, 300, 2, 80, false}, {1, 577, 577, 2, 64, false}}) {
+             {1, 5, 300, 2, 80, false}, {1, 577, 577, 2, 64, false}, {2, 90, 1000, 1, 260, true},
+             {1, 400, 4096, 1, 16, false}}) {
         SCOPED_TRACE("batch " + std::to_string(batch) + " q " + std::to_string(q_rows) + " kv " +
                      std::to_string(kv_rows) + " heads " + std::to_string(heads) + " d " + std::to_string(d));
         const int64_t width = int64_t(heads) * d;
