@@ -21,7 +21,8 @@ constexpr int64_t kKBlock = 32;   // k per tile step (one 64-byte row of A)
 constexpr int kParts = 3;         // x = hi + mid + lo, each bf16
 constexpr int64_t kBTileElems = kTile * kKBlock;  // bf16 per packed B tile (1 KiB)
 
-// Tile registers (run_tiles): 0, 1 accumulate two output tiles; 2, 3 their weights; 4, 5, 6 the three parts of x.
+// Tile registers (multiply): 0–3 accumulate two output tiles × two row blocks; 4, 5 the weights; 6, 7 a part of x
+// for each row block.
 struct alignas(64) TileConfig {
     uint8_t palette = 1;
     uint8_t start_row = 0;
@@ -128,45 +129,66 @@ __attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float
 // 2.5 MiB at the widest, 640 KiB at K = 1280).
 constexpr int64_t kBlockTiles = 16;
 
-// Output tiles [t0, t1) for the rows of x (y's rows first…), in blocks of kBlockTiles, two tiles at a time: both
-// accumulators see each B tile once per k-block.
+// The accumulators of up to two output tiles (weights a0, a1; a1 null for a lone tile) against one or two row
+// blocks of x (b0, b1), over every k-block: C tile 0 = a0·b0, 1 = a1·b0, 2 = a0·b1, 3 = a1·b1. Per k-block the
+// weights' A tiles (4, 5) are loaded once, then for each part of x its B tiles (6, 7) feed the products, which
+// alternate between accumulators: a TDPBF16PS into the tile the previous one wrote waits for it to finish (its
+// latency is several times its issue interval), so four independent accumulators keep the unit busy where the
+// three parts into one accumulator left it waiting.
+template <bool kRowPair>
+__attribute__((target("amx-tile,amx-bf16"))) void multiply(const uint16_t* a0, const uint16_t* a1, int64_t stride,
+                                                           const uint16_t* b0, const uint16_t* b1, int64_t kblocks) {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t kb = 0; kb < kblocks; ++kb, b0 += kParts * kBTileElems, b1 += kParts * kBTileElems) {
+        _tile_loadd(4, a0 + kb * kKBlock, stride);
+        if (a1 != nullptr) _tile_loadd(5, a1 + kb * kKBlock, stride);
+        for (int p = 0; p < kParts; ++p) {
+            _tile_loadd(6, b0 + p * kBTileElems, 64);
+            if (kRowPair) _tile_loadd(7, b1 + p * kBTileElems, 64);
+            _tile_dpbf16ps(0, 4, 6);
+            if (a1 != nullptr) _tile_dpbf16ps(1, 5, 6);
+            if (kRowPair) {
+                _tile_dpbf16ps(2, 4, 7);
+                if (a1 != nullptr) _tile_dpbf16ps(3, 5, 7);
+            }
+        }
+    }
+}
+
+// Output tiles [t0, t1) for the rows of x (y's rows first…), in blocks of kBlockTiles: two output tiles against two
+// row blocks at a time (multiply), a last odd row block with the tiles alone.
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::vector<AmxTile>& tiles, int64_t t0,
                                                                      int64_t t1, const uint16_t* b, const float* x,
                                                                      int64_t rows, int64_t first, int64_t K,
                                                                      int64_t kblocks) {
     amx_configure_tiles();
-    alignas(64) float c[2][kTile * kTile];
+    alignas(64) float c[4][kTile * kTile];
     const int64_t row_blocks = (rows + kTile - 1) / kTile, stride = K * 2, body = kblocks * kKBlock;
+    const int64_t block_elems = kblocks * kParts * kBTileElems;
     for (int64_t block = t0; block < t1; block += kBlockTiles) {
         const int64_t block_end = std::min(block + kBlockTiles, t1);
-        for (int64_t rb = 0; rb < row_blocks; ++rb) {
+        for (int64_t rb = 0; rb < row_blocks; rb += 2) {
+            const bool row_pair = rb + 1 < row_blocks;
+            const uint16_t* b0 = b + rb * block_elems;
             for (int64_t t = block; t < block_end; t += 2) {
-                const AmxTile& one = tiles[size_t(t)];
-                const bool pair = t + 1 < block_end;
-                const AmxTile& two = tiles[size_t(pair ? t + 1 : t)];
-                const uint16_t* bt = b + rb * kblocks * kParts * kBTileElems;
-                _tile_zero(0);
-                _tile_zero(1);
-                for (int64_t kb = 0; kb < kblocks; ++kb, bt += kParts * kBTileElems) {
-                    _tile_loadd(4, bt, 64);
-                    _tile_loadd(5, bt + kBTileElems, 64);
-                    _tile_loadd(6, bt + 2 * kBTileElems, 64);
-                    _tile_loadd(2, one.a + kb * kKBlock, stride);
-                    _tile_dpbf16ps(0, 2, 4);
-                    _tile_dpbf16ps(0, 2, 5);
-                    _tile_dpbf16ps(0, 2, 6);
-                    if (pair) {
-                        _tile_loadd(3, two.a + kb * kKBlock, stride);
-                        _tile_dpbf16ps(1, 3, 4);
-                        _tile_dpbf16ps(1, 3, 5);
-                        _tile_dpbf16ps(1, 3, 6);
-                    }
+                const AmxTile* out[2] = {&tiles[size_t(t)], t + 1 < block_end ? &tiles[size_t(t + 1)] : nullptr};
+                const uint16_t* a1 = out[1] != nullptr ? out[1]->a : nullptr;
+                if (row_pair) {
+                    multiply<true>(out[0]->a, a1, stride, b0, b0 + block_elems, kblocks);
+                } else {
+                    multiply<false>(out[0]->a, a1, stride, b0, b0, kblocks);
                 }
                 _tile_stored(0, c[0], kTile * 4);
-                store_tile(one, c[0], x, rows, K, body, rb * kTile, first);
-                if (pair) {
-                    _tile_stored(1, c[1], kTile * 4);
-                    store_tile(two, c[1], x, rows, K, body, rb * kTile, first);
+                if (a1 != nullptr) _tile_stored(1, c[1], kTile * 4);
+                if (row_pair) _tile_stored(2, c[2], kTile * 4);
+                if (row_pair && a1 != nullptr) _tile_stored(3, c[3], kTile * 4);
+                for (int i = 0; i < 4; ++i) {
+                    const AmxTile* o = out[i % 2];
+                    const int64_t r = rb + i / 2;
+                    if (o != nullptr && r < row_blocks) store_tile(*o, c[i], x, rows, K, body, r * kTile, first);
                 }
             }
         }

@@ -1,8 +1,7 @@
 // Matrix products of the CPU ops for the many-row regime: linear over hundreds of rows (CLIP's 577 tokens per
-// image, prefill) and non-causal attention. One register-blocked micro-kernel (6 rows × 16 outputs, 12 ymm
-// accumulators fed by broadcast-FMA) runs over operands packed once per block: weights converted to f32 in
-// k-blocks that stay in L2, keys and values per head. Threads share the work by output blocks, so every weight
-// is read from memory once per call.
+// image, prefill, the SAM decoder's maps) and non-causal attention. One register-blocked broadcast-FMA micro-kernel
+// per ISA (12 × 32 on AVX-512, 6 × 16 on AVX2) runs over packed operands: weights converted to f32 in k-blocks that
+// stay in L2, activations in row panels, keys and values per head or per chunk of keys (cpu_gemm.cpp).
 #pragma once
 
 #include <cstdint>
