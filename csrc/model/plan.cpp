@@ -17,8 +17,6 @@ namespace {
 // cpu_gemm.cpp's tiles, the largest of every ISA (AVX-512: 12 × 32, weight blocks 128 × 1024; AVX2: 6 × 16, 64 ×
 // 1024), and AlignedBuffer's 16 floats of alignment slack.
 constexpr int64_t kTileRows = 12, kTileCols = 32, kBlockOutputs = 128, kBlockDepth = 1024, kAlignFloats = 16;
-// Weight dtypes, each with its own instantiation of the GEMM (and so its own per-thread weight block).
-constexpr int64_t kWeightDTypes = 3;
 // cpu_sam.cpp: im2col rows per chunk of a convolution.
 constexpr int64_t kIm2colChunk = 1024;
 // A std::vector grown by resize holds at most twice its largest request (libstdc++ doubles).
@@ -90,13 +88,13 @@ void OpScratch::linear(int64_t rows, int64_t k, std::initializer_list<int64_t> n
     }
     // cpu_gemm.cpp: the activations packed into the op set's GemmBuffers (bounds what the by-rows path leaves unused);
     // for the call, the bias tiles (every output rounded to the widest tile) and one part descriptor per output; per
-    // thread, one packed weight block and one A panel per dtype.
+    // thread, one packed weight block and one A panel (shared by every dtype).
     int64_t outputs = 0;
     for (int64_t o : n) outputs += round_up(o, kTileCols);
     grow(gemm_panels_, 4 * uint64_t(round_up(rows, kTileRows) * k + kAlignFloats), op_set_);
     call_ = std::max<uint64_t>(call_, 4 * uint64_t(outputs) + 64 * n.size());
     static constexpr uint64_t block =
-        4 * uint64_t(kBlockOutputs * kBlockDepth + kTileRows * kBlockDepth + 2 * kAlignFloats) * kWeightDTypes;
+        4 * uint64_t(kBlockOutputs * kBlockDepth + kTileRows * kBlockDepth + 2 * kAlignFloats);
     if (weight_blocks_ == 0) {
         per_thread_ += block;
         weight_blocks_ = block;

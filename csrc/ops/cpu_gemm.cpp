@@ -48,6 +48,18 @@ class AlignedBuffer {
 };
 
 
+// The GEMM's per-thread scratch, kept for the thread's life and shared by every ISA and dtype: a packed weight block
+// (NC × KC) and an A panel (MR × KC). Functions, so that each thread constructs its own on first use.
+AlignedBuffer& weight_block() {
+    thread_local AlignedBuffer b;
+    return b;
+}
+
+AlignedBuffer& row_panel() {
+    thread_local AlignedBuffer b;
+    return b;
+}
+
 // ---- micro-kernels --------------------------------------------------------------------------------------
 //
 // Tile<I>::run: c[r, j] = (accumulate ? c[r, j] : init ? init[j] : 0) + Σ_k ap[k·MR + r] · bp[k·NR + j] for r < rows,
@@ -315,13 +327,12 @@ void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
                  const std::vector<LinearPart>& parts, int64_t N_total) {
     constexpr int MR = Tile<I>::MR, NR = Tile<I>::NR;
     constexpr int64_t KC = Tile<I>::KC, NC = Tile<I>::NC;
-    thread_local AlignedBuffer a_scratch, b_scratch;  // an A panel (MR × KC) and a weight block (NC × KC) per thread
     const int64_t panels = ceil_div(M, MR), threads = int64_t(pool.size());
     const bool narrow = ceil_div(N_total, NR) < 2 * threads;
     if (N_total * std::min(K, KC) <= NC * KC && (narrow || M >= N_total)) {
         pool.parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-            float* ap = a_scratch.get(size_t(MR * KC));
-            float* bp = b_scratch.get(size_t(NC * KC));
+            float* ap = row_panel().get(size_t(MR * KC));
+            float* bp = weight_block().get(size_t(NC * KC));
             for (int64_t pc = 0; pc < K; pc += KC) {
                 const int64_t kc = std::min(KC, K - pc);
                 for (const LinearPart& part : parts) pack_rows<I, D>(part.w, K, 0, part.N, pc, kc, NR, bp + part.offset * kc);
@@ -349,7 +360,7 @@ void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
         }
     });
     pool.parallel_for(N_total, NR, [&](int64_t n0, int64_t n1) {
-        float* bp = b_scratch.get(size_t(NC * KC));
+        float* bp = weight_block().get(size_t(NC * KC));
         for (const LinearPart& part : parts) {
             const int64_t N = part.N, o0 = std::max(n0, part.offset) - part.offset;
             const int64_t o1 = std::min(n1 - part.offset, N);
