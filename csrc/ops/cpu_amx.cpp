@@ -45,7 +45,7 @@ TileConfig tile_config() {
 //
 // Each part is the rounding (to nearest even, as f32_to_bf16) of what the earlier parts left: the differences are
 // exact in float32 and each part takes 8 more significant bits. One row's 32 values of a k-block become 16 dwords
-// (bf16 pairs) scattered one tile row apart.
+// (bf16 pairs); the 16 rows' dwords, transposed, are the tile.
 // The float32 value of each lane's bf16 rounding (to nearest even, as f32_to_bf16; x is finite).
 __attribute__((target("avx512f,avx512bw"))) inline __m512 bf16_round(__m512 v) {
     const __m512i b = _mm512_castps_si512(v);
@@ -54,23 +54,60 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512 bf16_round(__m512 v) {
     return _mm512_castsi512_ps(_mm512_and_si512(up, _mm512_set1_epi32(int32_t(0xffff0000u))));
 }
 
-__attribute__((target("avx512f,avx512bw"))) void pack_row(const float* xr, int64_t kblocks, int64_t col,
-                                                          uint32_t* block) {
-    const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-    const __m512i at = _mm512_add_epi32(_mm512_slli_epi32(lanes, 4), _mm512_set1_epi32(int32_t(col)));
+// r[j] ← lane j of every r[i], in lane i: a 16 × 16 transpose of dwords (4 × 4 within each 128-bit lane by
+// unpacks, then the lanes by shuffles).
+__attribute__((target("avx512f"))) inline void transpose16(__m512i r[16]) {
+    __m512i t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {  // r[4g + m], lane L: column 4L + m of rows 4g .. 4g + 3
+        r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+        r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+        r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+        r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    for (int m = 0; m < 4; ++m) {
+        const __m512i s0 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0x44), s1 = _mm512_shuffle_i32x4(r[m], r[4 + m], 0xee);
+        const __m512i s2 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0x44);
+        const __m512i s3 = _mm512_shuffle_i32x4(r[8 + m], r[12 + m], 0xee);
+        t[m] = _mm512_shuffle_i32x4(s0, s2, 0x88);
+        t[4 + m] = _mm512_shuffle_i32x4(s0, s2, 0xdd);
+        t[8 + m] = _mm512_shuffle_i32x4(s1, s3, 0x88);
+        t[12 + m] = _mm512_shuffle_i32x4(s1, s3, 0xdd);
+    }
+    for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
+// Rows [0, n) of x (n ≤ 16, row stride K; the rest of the block zero) as one row block's B tiles.
+__attribute__((target("avx512f,avx512bw"))) void pack_block(const float* x, int64_t K, int64_t n, int64_t kblocks,
+                                                            uint32_t* block) {
     // The high word of each of the 32 floats of two vectors, in order: word 2m + 1 of (a, b).
     const __m512i high_words = _mm512_add_epi16(_mm512_slli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23,
         22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 1), _mm512_set1_epi16(1));
+    alignas(64) uint32_t pairs[kParts][kTile][kTile];  // [part][row][pair]
     for (int64_t kb = 0; kb < kblocks; ++kb) {
-        __m512 v0 = _mm512_loadu_ps(xr + kb * kKBlock), v1 = _mm512_loadu_ps(xr + kb * kKBlock + 16);
-        uint32_t* tile = block + kb * kParts * kBTileElems / 2;
-        for (int p = 0; p < kParts; ++p, tile += kBTileElems / 2) {
-            const __m512 r0 = bf16_round(v0), r1 = bf16_round(v1);
-            const __m512i pairs =
-                _mm512_permutex2var_epi16(_mm512_castps_si512(r0), high_words, _mm512_castps_si512(r1));
-            _mm512_i32scatter_epi32(tile, at, pairs, 4);
-            v0 = _mm512_sub_ps(v0, r0);
-            v1 = _mm512_sub_ps(v1, r1);
+        for (int64_t i = 0; i < kTile; ++i) {
+            __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+            if (i < n) {
+                v0 = _mm512_loadu_ps(x + i * K + kb * kKBlock);
+                v1 = _mm512_loadu_ps(x + i * K + kb * kKBlock + 16);
+            }
+            for (int p = 0; p < kParts; ++p) {
+                const __m512 r0 = bf16_round(v0), r1 = bf16_round(v1);
+                _mm512_store_si512(pairs[p][i],
+                                   _mm512_permutex2var_epi16(_mm512_castps_si512(r0), high_words, _mm512_castps_si512(r1)));
+                v0 = _mm512_sub_ps(v0, r0);
+                v1 = _mm512_sub_ps(v1, r1);
+            }
+        }
+        for (int p = 0; p < kParts; ++p) {
+            __m512i r[kTile];
+            for (int64_t i = 0; i < kTile; ++i) r[i] = _mm512_load_si512(pairs[p][i]);
+            transpose16(r);
+            uint32_t* tile = block + (kb * kParts + p) * kBTileElems / 2;
+            for (int64_t j = 0; j < kTile; ++j) _mm512_store_si512(tile + j * kTile, r[j]);
         }
     }
 }
@@ -85,15 +122,10 @@ void pack_x(ThreadPool& pool, const float* x, int64_t rows, int64_t K, int64_t k
     const int64_t row_blocks = (rows + kTile - 1) / kTile, block_elems = kblocks * kParts * kBTileElems;
     buf.resize(size_t(packed_elems(rows, kblocks)));
     uint16_t* base = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
-    // Rows past the last are zero, so the tiles of the last block multiply zeros.
-    const int64_t tail = rows % kTile;
-    if (tail != 0) {
-        uint16_t* last = base + (row_blocks - 1) * block_elems;
-        std::fill(last, last + block_elems, uint16_t(0));
-    }
-    pool.parallel_for(rows, kTile, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            pack_row(x + r * K, kblocks, r % kTile, reinterpret_cast<uint32_t*>(base + (r / kTile) * block_elems));
+    pool.parallel_for(row_blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t rb = b0; rb < b1; ++rb) {
+            pack_block(x + rb * kTile * K, K, std::min(kTile, rows - rb * kTile), kblocks,
+                       reinterpret_cast<uint32_t*>(base + rb * block_elems));
         }
     });
     *out = base;
