@@ -363,7 +363,7 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
         o.linear(T, H, {H});
         o.linear(T, H, {I, I});
         o.linear(T, I, {H});
-        o.kv_attention(r.max_context, d);
+        o.kv_attention(T, r.max_context, c.num_attention_heads, d);
         o.linear(B, H, {c.vocab_size});
         for (int64_t rows : {int64_t(1), L}) {  // a located <at> per step; user boxes per nc_encode_boxes
             o.linear(rows, H, {c.loc_hidden_size});

@@ -122,9 +122,13 @@ void OpScratch::attention(int64_t q_rows, int64_t kv_rows, int64_t d, int64_t bi
     }
 }
 
-void OpScratch::kv_attention(int64_t context, int64_t d) {
+void OpScratch::kv_attention(int64_t rows, int64_t context, int32_t heads, int64_t d) {
     const uint64_t need = 4 * uint64_t(context + 2 * d);
     grow(row_scratch_, need, per_thread_);
+    if (rows < ops::kGemmAttentionRows) return;
+    // A prompt chunk: cpu.cpp's gathered keys and values (the op set's), then the blocked kernel.
+    grow(kv_dense_, 4 * uint64_t(2 * context * heads * d), op_set_);
+    attention(std::min(rows, context), context, d, 0);
 }
 
 void OpScratch::norm(int64_t dim, bool with_bias) {

@@ -28,8 +28,9 @@ class OpScratch {
     // Non-causal attention of q_rows queries over kv_rows keys of head_dim, optionally with SAM's relative-position
     // bias on a grid × grid map (0: none).
     void attention(int64_t q_rows, int64_t kv_rows, int64_t head_dim, int64_t bias_grid);
-    // Causal attention over a sequence's paged cache of up to `context` positions (cpu.cpp's per-thread row).
-    void kv_attention(int64_t context, int64_t head_dim);
+    // Causal attention of up to `rows` query rows of `heads` over a sequence's paged cache of up to `context`
+    // positions (cpu.cpp's per-thread row; for a prompt chunk the gathered keys and values and the blocked kernel).
+    void kv_attention(int64_t rows, int64_t context, int32_t heads, int64_t head_dim);
     // rms_norm / layer_norm rows of `dim` (their per-thread copy of the weights).
     void norm(int64_t dim, bool with_bias);
     // conv2d with a kernel > 1 over `pixels` pixels of `in` channels to `out` (weights re-laid, im2col chunk).
@@ -56,7 +57,7 @@ class OpScratch {
     uint64_t row_scratch_ = 0, gemv_rows_ = 0, weight_blocks_ = 0, panels_[6] = {}, bias_rows_ = 0;
     // cpu_amx.cpp's buffers (ops::AmxScratch).
     uint64_t amx_packed_ = 0, amx_padded_ = 0, amx_tiles_ = 0, gemm_panels_ = 0;
-    uint64_t conv_weights_ = 0, conv_work_ = 0;
+    uint64_t conv_weights_ = 0, conv_work_ = 0, kv_dense_ = 0;
 };
 
 // Threads of an op pool: nc_model_params.threads, 0 meaning one per hardware thread (ThreadPool's rule).

@@ -197,6 +197,25 @@ class CpuOps final : public Ops {
         const int32_t d = kv.head_dim;
         const int32_t group = heads / kv.kv_heads;
         const float scale = 1.0f / std::sqrt(float(d));
+        if (rows >= kGemmAttentionRows) {
+            // A prompt chunk: the sequence's keys and values gathered once, as float32 per query head, for the
+            // blocked kernel (causal) — per-position dot products would read and convert every cached row once
+            // per query.
+            const int64_t T = start + rows, width = int64_t(heads) * d;
+            kv_dense_.resize(size_t(2 * T * width));
+            float* k = kv_dense_.data();
+            float* v = k + T * width;
+            pool_.parallel_for(T, 16, [&](int64_t p0, int64_t p1) {
+                for (int64_t p = p0; p < p1; ++p) {
+                    for (int32_t h = 0; h < heads; ++h) {
+                        kv.load(kv.row(0, p, h / group), k + p * width + int64_t(h) * d);
+                        kv.load(kv.row(1, p, h / group), v + p * width + int64_t(h) * d);
+                    }
+                }
+            });
+            gemm_attention(pool_, q, k, v, 1, rows, T, heads, d, scale, nullptr, out, start);
+            return;
+        }
         pool_.parallel_for(rows * heads, 1, [&](int64_t a, int64_t b) {
             std::vector<float>& buf = scratch(size_t(start + rows) + size_t(2 * d));
             for (int64_t job = a; job < b; ++job) {
@@ -352,6 +371,7 @@ class CpuOps final : public Ops {
     // What the kernels fill on the calling thread before their parallel loops: this instance's caller's alone.
     cpu_sam::Buffers sam_buffers_;
     GemmBuffers gemm_;
+    std::vector<float> kv_dense_;  // a prompt chunk's keys and values, gathered (attention)
     GemvBuffers gemv_;
     AmxBuffers amx_;
 };

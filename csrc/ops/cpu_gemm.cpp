@@ -427,6 +427,7 @@ struct AttentionArgs {
     // Keys and values packed whole, once per (batch, head) and thread, when a thread takes several groups of a head;
     // otherwise a chunk at a time as a job reaches it.
     bool prepack;
+    int64_t causal_start;  // < 0: every query sees every key
 };
 
 std::atomic<uint64_t> attention_calls{0};
@@ -507,6 +508,9 @@ void attention_range(const AttentionArgs& a, uint64_t call, int64_t job0, int64_
         const int64_t n = std::min(a.group_blocks, a.blocks - first);
         const int64_t b = head / a.heads;
         const int32_t h = int32_t(head % a.heads);
+        const bool causal = a.causal_start >= 0;
+        // The keys this job's queries see: all, or (causal) up to its last query's position.
+        const int64_t Tj = causal ? std::min(T, a.causal_start + std::min(a.q_rows, (first + n) * NR)) : T;
         const float* k = a.k + b * T * stride + h * d;
         const float* v = a.v + b * T * stride + h * d;
         // Packed keys [T/MR][d][MR] and values [d/MR][T][MR], whole (one chunk of all T keys) or by chunk: the panels of
@@ -545,8 +549,8 @@ void attention_range(const AttentionArgs& a, uint64_t call, int64_t job0, int64_
                                        qp + g * d * NR);
         }
         for (int64_t j = 0; j < n * d * NR; ++j) qp[j] *= a.scale;  // scaled queries give scaled scores (as HF CLIP)
-        for (int64_t c0 = 0; c0 < T; c0 += chunk) {
-            const int64_t kc = std::min(chunk, T - c0);
+        for (int64_t c0 = 0; c0 < Tj; c0 += chunk) {
+            const int64_t kc = std::min(chunk, Tj - c0);
             const float* panels = key_panels(c0, kc);
             for (int64_t g = 0; g < n; ++g) {
                 for (int64_t p = 0; p * MR < kc; ++p) {
@@ -557,11 +561,18 @@ void attention_range(const AttentionArgs& a, uint64_t call, int64_t job0, int64_
         }
         for (int64_t g = 0; g < n; ++g) {
             const auto [q0, nq] = block(g);
-            if (a.bias) a.bias->add_block(b, h, q0, nq, s + g * Tp * NR, NR, T);
-            softmax_columns<I>(s + g * Tp * NR, T, inv + g * NR);
+            float* sg = s + g * Tp * NR;
+            if (a.bias) a.bias->add_block(b, h, q0, nq, sg, NR, Tj);
+            if (causal) {  // query i sees keys up to causal_start + q0 + i: key j only from query j − causal_start − q0
+                for (int64_t j = a.causal_start + q0 + 1; j < Tj; ++j) {
+                    const int64_t hidden = std::min(nq, j - a.causal_start - q0);
+                    std::fill(sg + j * NR, sg + j * NR + hidden, -INFINITY);
+                }
+            }
+            softmax_columns<I>(sg, Tj, inv + g * NR);
         }
-        for (int64_t c0 = 0; c0 < T; c0 += chunk) {
-            const int64_t kc = std::min(chunk, T - c0);
+        for (int64_t c0 = 0; c0 < Tj; c0 += chunk) {
+            const int64_t kc = std::min(chunk, Tj - c0);
             const auto [panels, panel_floats] = value_panels(c0, kc);
             for (int64_t g = 0; g < n; ++g) {
                 for (int64_t p = 0; p * MR < d; ++p) {
@@ -629,7 +640,8 @@ void gemm_linears(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_
 }
 
 void gemm_attention(ThreadPool& pool, const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows,
-                    int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out) {
+                    int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out,
+                    int64_t causal_start) {
     if (batch <= 0 || q_rows <= 0 || heads <= 0 || head_dim <= 0) return;
     const uint64_t call = attention_calls.fetch_add(1) + 1;
     const Isa isa = cpu_isa();
@@ -645,8 +657,8 @@ void gemm_attention(ThreadPool& pool, const float* q, const float* k, const floa
         const int64_t group_blocks = ceil_div(blocks, groups);
         const int64_t jobs_per_head = ceil_div(blocks, group_blocks);
         const bool prepack = heads_resident(kv_rows, head_dim) || jobs_per_head >= 2 * threads;
-        const AttentionArgs a{q,     k,    v,   batch,  q_rows,       kv_rows,       heads,  head_dim,
-                              scale, bias, out, blocks, group_blocks, jobs_per_head, prepack};
+        const AttentionArgs a{q,     k,    v,   batch,  q_rows,       kv_rows,       heads,   head_dim,
+                              scale, bias, out, blocks, group_blocks, jobs_per_head, prepack, causal_start};
         pool.parallel_for(heads_total * jobs_per_head, 1,
                           [&](int64_t j0, int64_t j1) { attention_range<I>(a, call, j0, j1); });
     };

@@ -32,8 +32,15 @@ void gemm_linears(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_
 // this).
 int64_t attention_group_queries(int64_t q_rows, int64_t kv_rows, int64_t head_dim);
 
-// Ops::attention (non-causal, batched, optional score bias).
+// Ops::attention (non-causal, batched, optional score bias). With causal_start ≥ 0 it is causal instead: query i of
+// each batch sits at key position causal_start + i and sees the keys up to it (the LLM's prefill over keys and
+// values gathered from its cache); each job then computes only the keys its queries can see.
 void gemm_attention(ThreadPool& pool, const float* q, const float* k, const float* v, int64_t batch, int64_t q_rows,
-                    int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out);
+                    int64_t kv_rows, int32_t heads, int32_t head_dim, float scale, const ScoreBias* bias, float* out,
+                    int64_t causal_start = -1);
+
+// Query rows of one sequence from which the paged-cache attention gathers the sequence's keys and values and runs
+// gemm_attention (causal) rather than a dot product per cached position (cpu.cpp).
+constexpr int64_t kGemmAttentionRows = 8;
 
 }  // namespace nc::ops

@@ -6,10 +6,12 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "ops/cpu_simd.h"
 #include "ops/ops.h"
 #include "tests/op_harness.h"
 
@@ -141,30 +143,46 @@ TEST(OpHarnessF32, RopeSiluAdd) {
     EXPECT_EQ(rc, rw);
 }
 
-// A paged cache with a scrambled block table, written by each backend, then attention over it.
-class AttentionHarness : public testing::TestWithParam<nc_dtype> {};
+// A paged cache with a scrambled block table, written by each backend, then attention over it: per KV dtype and
+// kernel ISA, decode rows and short chunks (a dot product per cached position) and prompt chunks of at least
+// kGemmAttentionRows (gathered, the blocked causal kernel: one and several query blocks, from position 0 and after
+// cached ones, more keys than a chunk of the kernel).
+class AttentionHarness : public testing::TestWithParam<std::tuple<nc_dtype, nc::ops::Isa>> {
+  protected:
+    void SetUp() override {
+        nc::ops::limit_isa(std::get<1>(GetParam()));
+        if (nc::ops::cpu_level() != std::get<1>(GetParam())) GTEST_SKIP() << "this CPU lacks the ISA";
+    }
+    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Amx); }
+};
 
 TEST_P(AttentionHarness, CausalPagedGqa) {
+    const nc_dtype dtype = std::get<0>(GetParam());
     const int32_t heads = 6, kv_heads = 3, d = 10, block = 4;
-    const int64_t prior = 9, rows = 7, total = prior + rows;  // 16 positions over 4 blocks
-    const std::vector<int32_t> table = {3, 0, 5, 1};
-    const size_t esize = GetParam() == NC_DTYPE_F32 ? 4 : 2;
-    std::vector<float> results[2];
-    for (int backend = 0; backend < 2; ++backend) {
-        auto ops = backend == 0 ? nc::ops::make_reference_ops() : nc::ops::make_cpu_ops(2);
-        std::vector<uint8_t> pool(size_t(6 * 2 * kv_heads * block * d) * esize, 0xff);
-        KVSeqView kv{pool.data(), table.data(), block, kv_heads, d, GetParam()};
-        const auto k = random_floats(size_t(total * kv_heads * d), 9), v = random_floats(size_t(total * kv_heads * d), 10);
-        ops->kv_write(kv, 0, prior, k.data(), v.data());
-        ops->kv_write(kv, prior, rows, k.data() + prior * kv_heads * d, v.data() + prior * kv_heads * d);
-        const auto q = random_floats(size_t(rows * heads * d), 11, -3, 3);
-        auto out = poisoned(size_t(rows * heads * d));
-        ops->attention(q.data(), rows, heads, prior, kv, out.data());
-        results[backend] = out;
+    const size_t esize = dtype == NC_DTYPE_F32 ? 4 : 2;
+    for (auto [prior, rows] : std::vector<std::pair<int64_t, int64_t>>{{9, 7}, {100, 1}, {9, 40}, {0, 45}, {230, 70}}) {
+        SCOPED_TRACE("prior " + std::to_string(prior) + " rows " + std::to_string(rows));
+        const int64_t total = prior + rows, blocks = (total + block - 1) / block;
+        std::vector<int32_t> table(static_cast<size_t>(blocks));
+        for (int64_t i = 0; i < blocks; ++i) table[size_t(i)] = int32_t((i * 7 + 3) % blocks);  // 7 ⟂ blocks here
+        std::vector<float> results[2];
+        for (int backend = 0; backend < 2; ++backend) {
+            auto ops = backend == 0 ? nc::ops::make_reference_ops() : nc::ops::make_cpu_ops(2);
+            std::vector<uint8_t> pool(size_t(blocks * 2 * kv_heads * block * d) * esize, 0xff);
+            KVSeqView kv{pool.data(), table.data(), block, kv_heads, d, dtype};
+            const auto k = random_floats(size_t(total * kv_heads * d), 9), v = random_floats(size_t(total * kv_heads * d), 10);
+            if (prior > 0) ops->kv_write(kv, 0, prior, k.data(), v.data());
+            ops->kv_write(kv, prior, rows, k.data() + prior * kv_heads * d, v.data() + prior * kv_heads * d);
+            const auto q = random_floats(size_t(rows * heads * d), 11, -3, 3);
+            auto out = poisoned(size_t(rows * heads * d));
+            ops->attention(q.data(), rows, heads, prior, kv, out.data());
+            results[backend] = out;
+        }
+        EXPECT_LT(nmse(results[1], results[0]), 1e-10);
     }
-    EXPECT_LT(nmse(results[1], results[0]), 1e-10);
 }
 
-INSTANTIATE_TEST_SUITE_P(KvDtypes, AttentionHarness, testing::Values(NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16));
+INSTANTIATE_TEST_SUITE_P(KvDtypesIsas, AttentionHarness,
+                         testing::Combine(testing::Values(NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16), nc_test::kAllIsas));
 
 }  // namespace
