@@ -208,14 +208,15 @@ class CpuOps final : public Ops {
             pool_.parallel_for(T, 16, [&](int64_t p0, int64_t p1) {
                 for (int64_t p = p0; p < p1; ++p) {
                     for (int32_t h = 0; h < heads; ++h) {
-                        kv.load(kv.row(0, p, h / group), k + p * width + int64_t(h) * d);
-                        kv.load(kv.row(1, p, h / group), v + p * width + int64_t(h) * d);
+                        load_floats(kv.dtype, kv.row(0, p, h / group), d, k + p * width + int64_t(h) * d);
+                        load_floats(kv.dtype, kv.row(1, p, h / group), d, v + p * width + int64_t(h) * d);
                     }
                 }
             });
             gemm_attention(pool_, q, k, v, 1, rows, T, heads, d, scale, nullptr, out, start);
             return;
         }
+        const auto dot = cpu_has_avx2() ? dot_avx2 : dot_portable;
         pool_.parallel_for(rows * heads, 1, [&](int64_t a, int64_t b) {
             std::vector<float>& buf = scratch(size_t(start + rows) + size_t(2 * d));
             for (int64_t job = a; job < b; ++job) {
@@ -228,17 +229,15 @@ class CpuOps final : public Ops {
                 const float* qv = q + (r * heads + h) * d;
                 float mx = -INFINITY;
                 for (int64_t p = 0; p < n; ++p) {
-                    kv.load(kv.row(0, p, h / group), row);
-                    float dot = 0;
-                    for (int32_t i = 0; i < d; ++i) dot += qv[i] * row[i];
-                    scores[p] = dot * scale;
+                    load_floats(kv.dtype, kv.row(0, p, h / group), d, row);
+                    scores[p] = dot(qv, row, d) * scale;
                     mx = std::max(mx, scores[p]);
                 }
                 float sum = 0;
                 for (int64_t p = 0; p < n; ++p) sum += (scores[p] = softmax_exp(scores[p] - mx));
                 std::fill(acc, acc + d, 0.0f);
                 for (int64_t p = 0; p < n; ++p) {
-                    kv.load(kv.row(1, p, h / group), row);
+                    load_floats(kv.dtype, kv.row(1, p, h / group), d, row);
                     const float s = scores[p];
                     for (int32_t i = 0; i < d; ++i) acc[i] += s * row[i];
                 }

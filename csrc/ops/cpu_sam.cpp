@@ -33,21 +33,6 @@ std::vector<float> to_floats(const Weight& w) {
 
 // ---- relative positions -------------------------------------------------------------------------------------
 
-__attribute__((target("avx2,fma,f16c"))) float dot_avx2(const float* a, const float* b, int64_t n) {
-    __m256 acc = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-    float s = hsum(acc);
-    for (; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
-float dot_portable(const float* a, const float* b, int64_t n) {
-    float s = 0;
-    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-    return s;
-}
-
 // s[i] += h[i] + w[i] for i < n.
 __attribute__((target("avx2,fma,f16c"))) void add_pair_avx2(float* s, const float* h, const float* w, int64_t n) {
     int64_t i = 0;

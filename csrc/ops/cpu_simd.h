@@ -23,6 +23,7 @@
 #include <string>
 
 #include "nextchat.h"
+#include "ops/weight.h"
 
 namespace nc::ops {
 
@@ -147,6 +148,44 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) inline __m512 exp16(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     const __m512 e = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(e, n);
+}
+
+// n elements of a dtype at src as floats: 16-bit ones widened 8 at a time by AVX2/F16C (the same values as the
+// scalar conversions, which are exact), the tail and CPUs without AVX2 element by element.
+template <nc_dtype D>
+__attribute__((target("avx2,fma,f16c"))) void load_floats_avx2(const void* src, int64_t n, float* dst) {
+    constexpr int64_t esize = D == NC_DTYPE_F32 ? 4 : 2;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, load8<D>(static_cast<const char*>(src) + i * esize));
+    for (; i < n; ++i) dst[i] = weight_at(Weight{D, src, 1, n}, i);
+}
+
+inline void load_floats(nc_dtype dtype, const void* src, int64_t n, float* dst) {
+    if (!cpu_has_avx2()) {
+        for (int64_t i = 0; i < n; ++i) dst[i] = weight_at(Weight{dtype, src, 1, n}, i);
+        return;
+    }
+    switch (dtype) {
+        case NC_DTYPE_F32: return load_floats_avx2<NC_DTYPE_F32>(src, n, dst);
+        case NC_DTYPE_F16: return load_floats_avx2<NC_DTYPE_F16>(src, n, dst);
+        case NC_DTYPE_BF16: return load_floats_avx2<NC_DTYPE_BF16>(src, n, dst);
+    }
+}
+
+// Σ a[i]·b[i]: 8 lanes with the tail in order, or in order throughout.
+__attribute__((target("avx2,fma,f16c"))) inline float dot_avx2(const float* a, const float* b, int64_t n) {
+    __m256 acc = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum(acc);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+inline float dot_portable(const float* a, const float* b, int64_t n) {
+    float s = 0;
+    for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+    return s;
 }
 
 // Softmax numerators e^d, d = x − max ≤ 0, with those below e^-64 (under 1.6e-28 of the largest, which is 1) set to
