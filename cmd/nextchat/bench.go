@@ -44,6 +44,7 @@ type benchOptions struct {
 	batches      []int
 	repeat       int
 	probeSeconds float64
+	kvDType      string
 }
 
 // benchReport is what a benchmark prints, and its --json form. Work is counted from the config as the FLOPs of
@@ -66,6 +67,7 @@ type benchReport struct {
 	AMXPeakGFLOPS     float64        `json:"amx_peak_gflop_per_second,omitempty"`
 	PercentOfAMXExact float64        `json:"percent_of_amx_exact_peak,omitempty"`
 	Shape             map[string]int `json:"shape"`
+	KVDType           string         `json:"kv_dtype,omitempty"` // llm: the KV cache's dtype
 	Date              string         `json:"date"`
 	Stages            []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
 	// Memory-bound stages (LLM decode): bytes read per item and the rate against the read bandwidth measured
@@ -97,6 +99,7 @@ func benchCommand() command {
 			fs.IntVar(&o.tokens, "prompt-tokens", 128, "llm: prefill length")
 			fs.IntVar(&o.steps, "steps", 8, "llm: decode steps per timed run")
 			fs.IntSliceVar(&o.batches, "batches", []int{1, 4, 16}, "llm: decode batch sizes")
+			fs.StringVar(&o.kvDType, "kv-dtype", "bf16", "llm: KV cache dtype: bf16, f16 or f32 (run and ground default to f16)")
 			fs.IntVar(&o.repeat, "repeat", 3, "timed runs after one warm-up; the fastest is reported")
 			fs.Float64Var(&o.probeSeconds, "probe-seconds", 2, "how long to measure the FMA peak")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
@@ -241,6 +244,9 @@ func writeBench(w io.Writer, r benchReport) error {
 	}
 	fmt.Fprintf(tw, "shape\t%s\n", strings.Join(shape, " "))
 	fmt.Fprintf(tw, "threads\t%d\n", r.Threads)
+	if r.KVDType != "" {
+		fmt.Fprintf(tw, "kv cache\t%s\n", r.KVDType)
+	}
 	runs := make([]string, len(r.RunSeconds))
 	for i, s := range r.RunSeconds {
 		runs[i] = fmt.Sprintf("%.3f", s)

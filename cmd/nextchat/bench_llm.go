@@ -14,6 +14,10 @@ import (
 // matrix once (of embed_tokens one row), so its bytes per second are compared with the read bandwidth measured
 // in the same run.
 func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
+	kv, err := bindings.ParseDType(o.kvDType)
+	if err != nil {
+		return benchReport{}, usageError("--kv-dtype: %v", err)
+	}
 	d, m, err := openBenchModel(o)
 	if err != nil {
 		return benchReport{}, err
@@ -28,7 +32,7 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 		maxBatch = max(maxBatch, b)
 	}
 	positions := max(o.tokens, 16+o.steps*(o.repeat+1)+1)
-	cache, err := m.NewCache(16, int64(maxBatch*(positions/16+2)+positions/16+2), bindings.BF16)
+	cache, err := m.NewCache(16, int64(maxBatch*(positions/16+2)+positions/16+2), kv)
 	if err != nil {
 		return benchReport{}, err
 	}
@@ -51,7 +55,7 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 			params += float64(t.NumElements())
 		}
 	}
-	mem, err := m.Memory(bindings.BF16)
+	mem, err := m.Memory(kv)
 	if err != nil {
 		return benchReport{}, err
 	}
@@ -88,7 +92,7 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 		if err != nil {
 			return benchReport{}, err
 		}
-		r.Model, r.Shape, r.FLOPPerItem = d.Path, shape, 2*params
+		r.Model, r.Shape, r.FLOPPerItem, r.KVDType = d.Path, shape, 2*params, o.kvDType
 		if r, err = finish(r, o); err != nil {
 			return benchReport{}, err
 		}
@@ -100,7 +104,7 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 		r.PercentOfBandwidth = 100 * r.GBPerSecond / bandwidth
 		prefill.Stages = append(prefill.Stages, r)
 	}
-	prefill.Benchmark = "llm"
+	prefill.Benchmark, prefill.KVDType = "llm", o.kvDType
 	return prefill, nil
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,4 +57,39 @@ func TestBenchVisionOnTiny(t *testing.T) {
 	code, out, stderr = runCLI("bench", "vision", "--model", dir, "--images", "1", "--repeat", "1", "--probe-seconds", "0.05")
 	require.Equal(t, 0, code, stderr)
 	assert.Contains(t, out, "of the FMA peak")
+}
+
+// The LLM benchmark on the tiny preset, with the CLI's default KV dtype: prefill and one report per decode batch,
+// each memory-bound rate against the bandwidth measured in the run; an unknown KV dtype is a usage error.
+func TestBenchLLMOnTiny(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "tokenizer.model")
+	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
+	dir := filepath.Join(t.TempDir(), "tiny")
+	code, _, stderr := runCLI("gen", "--config", "tiny", "--tokenizer", tok, "--out", dir)
+	require.Equal(t, 0, code, stderr)
+
+	code, out, stderr := runCLI("bench", "llm", "--model", dir, "--prompt-tokens", "24", "--steps", "2", "--batches",
+		"1,3", "--repeat", "2", "--threads", "2", "--probe-seconds", "0.05", "--kv-dtype", "f16", "--json")
+	require.Equal(t, 0, code, stderr)
+	var r benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, "llm", r.Benchmark)
+	assert.Equal(t, "f16", r.KVDType)
+	assert.Equal(t, 24, r.ItemsPerRun)
+	require.Len(t, r.RunSeconds, 2)
+	assert.InDelta(t, 24/min(r.RunSeconds[0], r.RunSeconds[1]), r.ItemsPerSecond, 1e-6)
+	require.Len(t, r.Stages, 2)
+	for i, batch := range []int{1, 3} {
+		s := r.Stages[i]
+		assert.Equal(t, fmt.Sprintf("llm decode batch %d", batch), s.Benchmark)
+		assert.Equal(t, "f16", s.KVDType)
+		assert.Equal(t, 2*batch, s.ItemsPerRun)
+		assert.Greater(t, s.BytesPerItem, 0.0)
+		assert.InDelta(t, s.ItemsPerSecond*s.BytesPerItem/1e9, s.GBPerSecond, 1e-9)
+		assert.InDelta(t, 100*s.GBPerSecond/s.ReadBandwidthGBps, s.PercentOfBandwidth, 1e-9)
+	}
+
+	code, _, stderr = runCLI("bench", "llm", "--model", dir, "--kv-dtype", "int8")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, `--kv-dtype: unknown dtype "int8"`)
 }
