@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -15,12 +13,7 @@ import (
 // `bench sam` on the tiny checkpoint: the encoder report with the decoder as its stage, work counted from the
 // config, rates from the runs; the decoder alone; and its flag checks.
 func TestBenchSAM(t *testing.T) {
-	tok := filepath.Join(t.TempDir(), "tokenizer.model")
-	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
-	dir := filepath.Join(t.TempDir(), "tiny")
-	code, _, stderr := runCLI("gen", "--config", "tiny", "--seed", "3", "--tokenizer", tok, "--out", dir)
-	require.Equal(t, 0, code, stderr)
-
+	dir := benchTiny(t, "--seed", "3")
 	code, out, stderr := runCLI("bench", "sam", "--model", dir, "--threads", "2", "--prompts", "3", "--repeat", "1",
 		"--probe-seconds", "0.05", "--json")
 	require.Equal(t, 0, code, stderr)

@@ -11,6 +11,18 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// benchTiny generates a tiny synthetic checkpoint (gen's extra flags appended) with a stand-in tokenizer file, for
+// the benchmarks, which never tokenize.
+func benchTiny(t *testing.T, gen ...string) string {
+	t.Helper()
+	tok := filepath.Join(t.TempDir(), "tokenizer.model")
+	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
+	dir := filepath.Join(t.TempDir(), "tiny")
+	code, _, stderr := runCLI(append([]string{"gen", "--config", "tiny", "--tokenizer", tok, "--out", dir}, gen...)...)
+	require.Equal(t, 0, code, stderr)
+	return dir
+}
+
 func TestBenchUsage(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -30,12 +42,7 @@ func TestBenchUsage(t *testing.T) {
 // The vision benchmark on the tiny preset: the report's rates follow from its runs and its FLOP count from the
 // config (tiny: CLIP 32 wide, MLP 80, 3 layers of which 2 run, 16 patches of 14²; LLM width 64).
 func TestBenchVisionOnTiny(t *testing.T) {
-	tok := filepath.Join(t.TempDir(), "tokenizer.model")
-	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
-	dir := filepath.Join(t.TempDir(), "tiny")
-	code, _, stderr := runCLI("gen", "--config", "tiny", "--tokenizer", tok, "--out", dir)
-	require.Equal(t, 0, code, stderr)
-
+	dir := benchTiny(t)
 	code, out, stderr := runCLI("bench", "vision", "--model", dir, "--images", "3", "--repeat", "2", "--threads", "2",
 		"--probe-seconds", "0.05", "--json")
 	require.Equal(t, 0, code, stderr)
@@ -62,12 +69,7 @@ func TestBenchVisionOnTiny(t *testing.T) {
 // The LLM benchmark on the tiny preset, with the CLI's default KV dtype: prefill and one report per decode batch,
 // each memory-bound rate against the bandwidth measured in the run; an unknown KV dtype is a usage error.
 func TestBenchLLMOnTiny(t *testing.T) {
-	tok := filepath.Join(t.TempDir(), "tokenizer.model")
-	require.NoError(t, os.WriteFile(tok, []byte("stand-in"), 0o644))
-	dir := filepath.Join(t.TempDir(), "tiny")
-	code, _, stderr := runCLI("gen", "--config", "tiny", "--tokenizer", tok, "--out", dir)
-	require.Equal(t, 0, code, stderr)
-
+	dir := benchTiny(t)
 	code, out, stderr := runCLI("bench", "llm", "--model", dir, "--prompt-tokens", "24", "--steps", "2", "--batches",
 		"1,3", "--repeat", "2", "--threads", "2", "--probe-seconds", "0.05", "--kv-dtype", "f16", "--json")
 	require.Equal(t, 0, code, stderr)
