@@ -189,7 +189,17 @@ class CpuOps final : public Ops {
     }
 
     void kv_write(const KVSeqView& kv, int64_t start, int64_t rows, const float* k, const float* v) override {
-        kv.write(start, rows, k, v);
+        // KVSeqView::write's copy, over the pool and with vector conversions (a prompt chunk writes rows × kv_heads
+        // × head_dim × 2 values per layer).
+        const int64_t width = int64_t(kv.kv_heads) * kv.head_dim;
+        pool_.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                for (int32_t h = 0; h < kv.kv_heads; ++h) {
+                    store_floats(kv.dtype, k + r * width + int64_t(h) * kv.head_dim, kv.head_dim, kv.row(0, start + r, h));
+                    store_floats(kv.dtype, v + r * width + int64_t(h) * kv.head_dim, kv.head_dim, kv.row(1, start + r, h));
+                }
+            }
+        });
     }
 
     void attention(const float* q, int64_t rows, int32_t heads, int64_t start, const KVSeqView& kv,

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "nextchat.h"
@@ -170,6 +171,26 @@ inline void load_floats(nc_dtype dtype, const void* src, int64_t n, float* dst) 
         case NC_DTYPE_F16: return load_floats_avx2<NC_DTYPE_F16>(src, n, dst);
         case NC_DTYPE_BF16: return load_floats_avx2<NC_DTYPE_BF16>(src, n, dst);
     }
+}
+
+// n floats at src stored as a dtype at dst: f16 by F16C 8 at a time (round to nearest even, as f32_to_f16 for every
+// finite value), the rest — bf16, the tail, CPUs without AVX2 — by the scalar conversions.
+__attribute__((target("avx2,fma,f16c"))) inline void store_f16_avx2(const float* src, int64_t n, uint16_t* dst) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
+}
+
+inline void store_floats(nc_dtype dtype, const float* src, int64_t n, void* dst) {
+    if (dtype == NC_DTYPE_F32) {
+        std::memcpy(dst, src, size_t(n) * sizeof(float));
+        return;
+    }
+    auto* out = static_cast<uint16_t*>(dst);
+    if (dtype == NC_DTYPE_F16 && cpu_has_avx2()) return store_f16_avx2(src, n, out);
+    for (int64_t i = 0; i < n; ++i) out[i] = dtype == NC_DTYPE_BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
 }
 
 // Σ a[i]·b[i]: 8 lanes with the tail in order, or in order throughout.
