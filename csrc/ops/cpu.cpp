@@ -189,16 +189,11 @@ class CpuOps final : public Ops {
     }
 
     void kv_write(const KVSeqView& kv, int64_t start, int64_t rows, const float* k, const float* v) override {
-        // KVSeqView::write's copy, over the pool and with vector conversions (a prompt chunk writes rows × kv_heads
-        // × head_dim × 2 values per layer).
-        const int64_t width = int64_t(kv.kv_heads) * kv.head_dim;
+        // Over the pool and with vector conversions (a prompt chunk writes rows × kv_heads × head_dim × 2 values per
+        // layer).
         pool_.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
-            for (int64_t r = r0; r < r1; ++r) {
-                for (int32_t h = 0; h < kv.kv_heads; ++h) {
-                    store_floats(kv.dtype, k + r * width + int64_t(h) * kv.head_dim, kv.head_dim, kv.row(0, start + r, h));
-                    store_floats(kv.dtype, v + r * width + int64_t(h) * kv.head_dim, kv.head_dim, kv.row(1, start + r, h));
-                }
-            }
+            kv.write_rows(start, r0, r1, k, v,
+                          [&](void* dst, const float* src) { store_floats(kv.dtype, src, kv.head_dim, dst); });
         });
     }
 

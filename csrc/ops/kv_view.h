@@ -39,15 +39,21 @@ struct KVSeqView {
         for (int32_t i = 0; i < head_dim; ++i) out[i] = dtype == NC_DTYPE_BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
     }
 
-    // Writes k, v [rows, kv_heads, head_dim] at positions [start, start + rows) (a copy with dtype conversion:
-    // the same for every CPU backend).
-    void write(int64_t start, int64_t rows, const float* k, const float* v) const {
-        for (int64_t r = 0; r < rows; ++r) {
+    // Writes rows [r0, r1) of k, v [rows, kv_heads, head_dim] at positions start + r, each head's row through
+    // put(dst, src) (a copy with dtype conversion that rounds like store: the same cache bytes for every backend).
+    template <class Put>
+    void write_rows(int64_t start, int64_t r0, int64_t r1, const float* k, const float* v, Put put) const {
+        for (int64_t r = r0; r < r1; ++r) {
             for (int32_t h = 0; h < kv_heads; ++h) {
-                store(row(0, start + r, h), k + (r * kv_heads + h) * head_dim);
-                store(row(1, start + r, h), v + (r * kv_heads + h) * head_dim);
+                put(row(0, start + r, h), k + (r * kv_heads + h) * head_dim);
+                put(row(1, start + r, h), v + (r * kv_heads + h) * head_dim);
             }
         }
+    }
+
+    // All rows [0, rows) at positions [start, start + rows), through store.
+    void write(int64_t start, int64_t rows, const float* k, const float* v) const {
+        write_rows(start, 0, rows, k, v, [this](void* dst, const float* src) { store(dst, src); });
     }
 
     // Loads head_dim floats from src (a row()).

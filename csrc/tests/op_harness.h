@@ -77,13 +77,19 @@ inline void expect_linear_matches(nc::ops::Ops& ref, nc::ops::Ops& cpu, nc_dtype
 
 // A test run once per kernel ISA (AMX tiles, AVX-512, AVX2, the portable loops), skipped where the CPU lacks it: the CPU ops
 // (with more threads than cores, so that work splits unevenly) against the reference ops.
+// Caps the CPU kernels at isa (undone by release_isa); false where the CPU lacks it, and the test should skip.
+inline bool use_isa(nc::ops::Isa isa) {
+    nc::ops::limit_isa(isa);
+    return nc::ops::cpu_level() == isa;
+}
+inline void release_isa() { nc::ops::limit_isa(nc::ops::Isa::Amx); }
+
 class PerIsa : public testing::TestWithParam<nc::ops::Isa> {
   protected:
     void SetUp() override {
-        nc::ops::limit_isa(GetParam());
-        if (nc::ops::cpu_level() != GetParam()) GTEST_SKIP() << "this CPU lacks the ISA";
+        if (!use_isa(GetParam())) GTEST_SKIP() << "this CPU lacks the ISA";
     }
-    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Amx); }
+    void TearDown() override { release_isa(); }
 
     std::unique_ptr<nc::ops::Ops> ref = nc::ops::make_reference_ops();
     std::unique_ptr<nc::ops::Ops> cpu = nc::ops::make_cpu_ops(3);

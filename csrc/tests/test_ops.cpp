@@ -11,7 +11,6 @@
 
 #include <gtest/gtest.h>
 
-#include "ops/cpu_simd.h"
 #include "ops/ops.h"
 #include "tests/op_harness.h"
 
@@ -150,10 +149,9 @@ TEST(OpHarnessF32, RopeSiluAdd) {
 class AttentionHarness : public testing::TestWithParam<std::tuple<nc_dtype, nc::ops::Isa>> {
   protected:
     void SetUp() override {
-        nc::ops::limit_isa(std::get<1>(GetParam()));
-        if (nc::ops::cpu_level() != std::get<1>(GetParam())) GTEST_SKIP() << "this CPU lacks the ISA";
+        if (!nc_test::use_isa(std::get<1>(GetParam()))) GTEST_SKIP() << "this CPU lacks the ISA";
     }
-    void TearDown() override { nc::ops::limit_isa(nc::ops::Isa::Amx); }
+    void TearDown() override { nc_test::release_isa(); }
 };
 
 TEST_P(AttentionHarness, CausalPagedGqa) {
