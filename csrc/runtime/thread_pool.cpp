@@ -69,7 +69,7 @@ void ThreadPool::work(int index) {
     }
 }
 
-void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+void ThreadPool::parallel_for(int64_t n, int64_t grain, LoopBody body) {
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
     if (workers_.empty() || n <= grain) {

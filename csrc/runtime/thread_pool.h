@@ -5,12 +5,30 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace nc {
+
+// A non-owning reference to a callable body(begin, end). A loop's body lives on the caller's stack until
+// parallel_for returns, so nothing is copied: a std::function would allocate for every lambda whose captures
+// outgrow its small buffer, i.e. on most op calls of every decode step (issue #4: no per-token allocations).
+class LoopBody {
+  public:
+    template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, LoopBody>>>
+    LoopBody(F&& f)  // implicit: a lambda argument converts as it would to std::function
+        : object_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
+          call_([](void* o, int64_t begin, int64_t end) { (*static_cast<std::remove_reference_t<F>*>(o))(begin, end); }) {}
+
+    void operator()(int64_t begin, int64_t end) const { call_(object_, begin, end); }
+
+  private:
+    void* object_;
+    void (*call_)(void*, int64_t, int64_t);
+};
 
 class ThreadPool {
   public:
@@ -24,7 +42,7 @@ class ThreadPool {
 
     // Calls body(begin, end) on disjoint chunks covering [0, n), chunk boundaries multiples of `grain`.
     // Returns when all chunks are done. Not re-entrant: one loop at a time per pool.
-    void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
+    void parallel_for(int64_t n, int64_t grain, LoopBody body);
 
   private:
     void work(int index);
@@ -35,7 +53,7 @@ class ThreadPool {
     std::condition_variable wake_, done_;
     // The loop's description: written by the caller before generation_ advances (release), read by the workers
     // after they see it advance (acquire).
-    const std::function<void(int64_t, int64_t)>* body_ = nullptr;
+    const LoopBody* body_ = nullptr;
     int64_t n_ = 0, grain_ = 1;
     // Polled by threads that wait (briefly, before they sleep on the condition variables) as well as under mu_.
     std::atomic<uint64_t> generation_{0};
