@@ -1,5 +1,6 @@
 #include "model/llm.h"
 
+#include <cmath>
 #include <string>
 
 #include "model/workspace.h"
@@ -20,7 +21,7 @@ Llm::Llm(const nc_config& c, const WeightStore& w)
       kv_heads_(c.num_key_value_heads),
       head_dim_(c.hidden_size / c.num_attention_heads),
       eps_(c.rms_norm_eps),
-      theta_(c.rope_theta),
+      inv_freq_(rope_inv_freq(head_dim_, c.rope_theta)),
       embed_(as_op_weight(w.get("model.embed_tokens.weight"))),
       norm_(as_op_weight(w.get("model.norm.weight"))),
       lm_head_(as_op_weight(w.get("lm_head.weight"))) {
@@ -36,7 +37,8 @@ Llm::Llm(const nc_config& c, const WeightStore& w)
 
 Llm::Workspace Llm::workspace(int64_t T) const {
     const int64_t H = hidden_, kv_width = int64_t(kv_heads_) * head_dim_;
-    return Workspace{T * H, T * H, T * kv_width, T * kv_width, T * H, T * intermediate_, T * intermediate_, T};
+    return Workspace{T * H, T * H, T * kv_width, T * kv_width, T * H, T * intermediate_, T * intermediate_, T,
+                     T * head_dim_};
 }
 
 void Llm::reserve(int64_t rows) {
@@ -49,12 +51,13 @@ void Llm::reserve(int64_t rows) {
     reserve_exact(gate_, w.gate);
     reserve_exact(up_, w.up);
     reserve_exact(positions_, w.positions);
+    reserve_exact(rope_, w.rope);
     planned_ = true;
 }
 
 uint64_t Llm::workspace_held() const {
     return held_bytes(h_) + held_bytes(q_) + held_bytes(k_) + held_bytes(v_) + held_bytes(attn_) + held_bytes(gate_) +
-           held_bytes(up_) + held_bytes(positions_);
+           held_bytes(up_) + held_bytes(positions_) + held_bytes(rope_);
 }
 
 void Llm::embed(ops::Ops& ops, const int32_t* ids, int64_t n, float* x) const { ops.embedding(embed_, ids, n, x); }
@@ -70,17 +73,20 @@ void Llm::forward(ops::Ops& ops, KVCache& cache, const std::vector<LlmSegment>& 
     float* gate = grown(gate_, w.gate, planned_);
     float* up = grown(up_, w.up, planned_);
     int32_t* pos = grown(positions_, w.positions, planned_);
+    float* cos = grown(rope_, w.rope, planned_);
+    float* sin = cos + T * (head_dim_ / 2);
     for (const LlmSegment& s : segments) {
         for (int64_t i = 0; i < s.rows; ++i) pos[s.row + i] = int32_t(s.start + i);
     }
+    rope_angles(inv_freq_, pos, T, cos, sin);
     for (size_t l = 0; l < layers_.size(); ++l) {
         const Layer& L = layers_[l];
         // Attention block: x += o_proj(attention(rope(q), rope(k), v)) on the normed input.
         ops.rms_norm(x, T, L.attn_norm, eps_, h);
         const ops::LinearOut qkv[3] = {{&L.q, nullptr, q}, {&L.k, nullptr, k}, {&L.v, nullptr, v}};
         ops.linears(h, T, qkv, 3);
-        ops.rope(q, T, heads_, head_dim_, pos, theta_);
-        ops.rope(k, T, kv_heads_, head_dim_, pos, theta_);
+        ops.rope(q, T, heads_, head_dim_, cos, sin);
+        ops.rope(k, T, kv_heads_, head_dim_, cos, sin);
         for (const LlmSegment& s : segments) {
             const ops::KVSeqView view = cache.view(int32_t(l), s.blocks);
             ops.kv_write(view, s.start, s.rows, k + s.row * kv_width, v + s.row * kv_width);
@@ -98,6 +104,23 @@ void Llm::forward(ops::Ops& ops, KVCache& cache, const std::vector<LlmSegment>& 
     }
     ops.rms_norm(x, T, norm_, eps_, h);
     std::copy(h, h + T * H, x);
+}
+
+std::vector<float> rope_inv_freq(int32_t head_dim, float theta) {
+    std::vector<float> inv_freq(size_t(head_dim / 2));
+    for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = 1.0f / std::pow(theta, float(2 * i) / float(head_dim));
+    return inv_freq;
+}
+
+void rope_angles(const std::vector<float>& inv_freq, const int32_t* positions, int64_t rows, float* cos, float* sin) {
+    const size_t half = inv_freq.size();
+    for (int64_t r = 0; r < rows; ++r) {
+        for (size_t i = 0; i < half; ++i) {
+            const float angle = float(positions[r]) * inv_freq[i];
+            cos[size_t(r) * half + i] = std::cos(angle);
+            sin[size_t(r) * half + i] = std::sin(angle);
+        }
+    }
 }
 
 void Llm::logits(ops::Ops& ops, const float* h, int64_t rows, float* out) const {

@@ -26,8 +26,8 @@ class Llm {
   public:
     // Elements of each workspace buffer for a step of `rows` rows (all sequences together).
     struct Workspace {
-        int64_t h, q, k, v, attn, gate, up, positions;
-        uint64_t bytes() const { return 4 * uint64_t(h + q + k + v + attn + gate + up + positions); }
+        int64_t h, q, k, v, attn, gate, up, positions, rope;
+        uint64_t bytes() const { return 4 * uint64_t(h + q + k + v + attn + gate + up + positions + rope); }
     };
 
     Llm(const nc_config& config, const WeightStore& weights);
@@ -57,14 +57,23 @@ class Llm {
 
     int64_t hidden_, vocab_, intermediate_;
     int32_t heads_, kv_heads_, head_dim_;
-    float eps_, theta_;
+    float eps_;
+    std::vector<float> inv_freq_;  // rope_inv_freq
     ops::Weight embed_, norm_, lm_head_;
     std::vector<Layer> layers_;
     // Step workspace (workspace()): reserved by a plan, else grown on demand and reused.
-    std::vector<float> h_, q_, k_, v_, attn_, gate_, up_;
+    std::vector<float> h_, q_, k_, v_, attn_, gate_, up_, rope_;
     std::vector<int32_t> positions_;
     bool planned_ = false;
 };
+
+// RoPE's frequencies as transformers 4.31's LlamaRotaryEmbedding computes them (§1.1), in float32: inv_freq[i] =
+// 1 / theta^(2i / head_dim) for i < head_dim / 2.
+std::vector<float> rope_inv_freq(int32_t head_dim, float theta);
+
+// cos and sin [rows, inv_freq.size()] of the angles float(position) · inv_freq[i], in float32 like transformers'
+// cached tables (whose second half repeats the first): computed once per step for every layer's q and k.
+void rope_angles(const std::vector<float>& inv_freq, const int32_t* positions, int64_t rows, float* cos, float* sin);
 
 // The op-level view of a bound weight: [out, in] matrices, vectors as one row.
 ops::Weight as_op_weight(const WeightView& w);

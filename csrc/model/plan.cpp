@@ -123,7 +123,7 @@ void OpScratch::attention(int64_t q_rows, int64_t kv_rows, int64_t d, int64_t bi
 }
 
 void OpScratch::kv_attention(int64_t rows, int64_t context, int32_t heads, int64_t d) {
-    const uint64_t need = 4 * uint64_t(context + 2 * d);
+    const uint64_t need = 4 * uint64_t(ops::kDecodeKeyChunk + 2 * d);  // cpu.cpp's decode rows
     grow(row_scratch_, need, per_thread_);
     if (rows < ops::kGemmAttentionRows) return;
     // A prompt chunk: cpu.cpp's gathered keys and values (the op set's), then the blocked kernel.

@@ -126,6 +126,134 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void map_avx512(float* x, int64
     }
 }
 
+// ---- language model elementwise kernels ---------------------------------------------------------------------
+
+// One head's rotate-half RoPE: (lo, hi) ← (lo·c − hi·s, hi·c + lo·s), each product rounded before the sum as in
+// transformers' q·cos + rotate_half(q)·sin.
+// Pairs [from, half).
+void rotate_half_from(float* v, int32_t from, int32_t half, const float* cos, const float* sin) {
+    for (int32_t i = from; i < half; ++i) {
+        const float lo = v[i], hi = v[i + half];
+        v[i] = lo * cos[i] - hi * sin[i];
+        v[i + half] = hi * cos[i] + lo * sin[i];
+    }
+}
+
+void rotate_half_portable(float* v, int32_t half, const float* cos, const float* sin) {
+    rotate_half_from(v, 0, half, cos, sin);
+}
+
+__attribute__((target("avx2,fma,f16c"))) void rotate_half_avx2(float* v, int32_t half, const float* cos,
+                                                              const float* sin) {
+    int32_t i = 0;
+    for (; i + 8 <= half; i += 8) {
+        const __m256 lo = _mm256_loadu_ps(v + i), hi = _mm256_loadu_ps(v + i + half);
+        const __m256 c = _mm256_loadu_ps(cos + i), s = _mm256_loadu_ps(sin + i);
+        _mm256_storeu_ps(v + i, _mm256_sub_ps(_mm256_mul_ps(lo, c), _mm256_mul_ps(hi, s)));
+        _mm256_storeu_ps(v + i + half, _mm256_add_ps(_mm256_mul_ps(hi, c), _mm256_mul_ps(lo, s)));
+    }
+    rotate_half_from(v, i, half, cos, sin);
+}
+
+// Σ x[i]², 8 lanes in four accumulators (the FMA's latency) and a scalar tail.
+__attribute__((target("avx2,fma,f16c"))) float sum_squares_avx2(const float* x, int64_t n) {
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int u = 0; u < 4; ++u) {
+            const __m256 v = _mm256_loadu_ps(x + i + 8 * u);
+            acc[u] = _mm256_fmadd_ps(v, v, acc[u]);
+        }
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        acc[0] = _mm256_fmadd_ps(v, v, acc[0]);
+    }
+    float sum = hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+    for (; i < n; ++i) sum += x[i] * x[i];
+    return sum;
+}
+
+// The same on 16 lanes, the tail by a masked load.
+__attribute__((target("avx512f,avx2,fma,f16c"))) float sum_squares_avx512(const float* x, int64_t n) {
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        for (int u = 0; u < 2; ++u) {
+            const __m512 v = _mm512_loadu_ps(x + i + 16 * u);
+            acc[u] = _mm512_fmadd_ps(v, v, acc[u]);
+        }
+    }
+    for (; i < n; i += 16) {
+        const __m512 v = _mm512_maskz_loadu_ps(__mmask16(n - i >= 16 ? 0xFFFF : (1u << (n - i)) - 1u), x + i);
+        acc[0] = _mm512_fmadd_ps(v, v, acc[0]);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
+}
+
+float sum_squares_portable(const float* x, int64_t n) {
+    float sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += x[i] * x[i];
+    return sum;
+}
+
+// y[i] = (x[i] · inv) · scale[i], the two products rounded as transformers' LlamaRMSNorm rounds them.
+__attribute__((target("avx2,fma,f16c"))) void scale_row_avx2(const float* x, float inv, const float* scale, int64_t n,
+                                                             float* y) {
+    const __m256 iv = _mm256_set1_ps(inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), iv), _mm256_loadu_ps(scale + i)));
+    }
+    for (; i < n; ++i) y[i] = (x[i] * inv) * scale[i];
+}
+
+void scale_row_portable(const float* x, float inv, const float* scale, int64_t n, float* y) {
+    for (int64_t i = 0; i < n; ++i) y[i] = (x[i] * inv) * scale[i];
+}
+
+// silu(g) · u = g / (1 + e^−g) · u on 8 and 16 lanes. Past e^±88 exp8 clamps and exp16 overflows to inf: either
+// way silu's value there is g or a zero of g's sign, as expf gives.
+struct SiluMul8 {
+    __attribute__((target("avx2,fma,f16c"))) __m256 operator()(__m256 g, __m256 u) const {
+        const __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+        return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
+    }
+};
+
+struct SiluMul16 {
+    __attribute__((target("avx512f,avx2,fma,f16c"))) __m512 operator()(__m512 g, __m512 u) const {
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), g));
+        return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
+    }
+};
+
+// x[i] = F(x[i], y[i]): the binary counterparts of map_avx2 and map_avx512.
+template <class F>
+__attribute__((target("avx2,fma,f16c"))) void zip_avx2(float* x, const float* y, int64_t n) {
+    const F f;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    if (i < n) {
+        alignas(32) float tx[8] = {}, ty[8] = {};
+        std::copy(x + i, x + n, tx);
+        std::copy(y + i, y + n, ty);
+        _mm256_store_ps(tx, f(_mm256_load_ps(tx), _mm256_load_ps(ty)));
+        std::copy(tx, tx + (n - i), x + i);
+    }
+}
+
+template <class F>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void zip_avx512(float* x, const float* y, int64_t n) {
+    const F f;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, f(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+    if (i < n) {
+        const __mmask16 k = __mmask16((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(x + i, k, f(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
+    }
+}
+
 // ---- ops ------------------------------------------------------------------------------------------------
 
 class CpuOps final : public Ops {
@@ -142,15 +270,17 @@ class CpuOps final : public Ops {
 
     void rms_norm(const float* x, int64_t rows, const Weight& w, float eps, float* y) override {
         const int64_t dim = w.cols;
+        const Isa isa = cpu_isa();
+        const auto sum_squares = isa == Isa::Avx512 ? sum_squares_avx512
+                                 : isa == Isa::Avx2 ? sum_squares_avx2
+                                                    : sum_squares_portable;
+        const auto scale_row = isa >= Isa::Avx2 ? scale_row_avx2 : scale_row_portable;
         pool_.parallel_for(rows, 1, [&](int64_t a, int64_t b) {
             std::vector<float>& scale = scratch(dim);
             convert_row(w, 0, dim, scale.data());
             for (int64_t r = a; r < b; ++r) {
-                const float* xr = x + r * dim;
-                float ss = 0;
-                for (int64_t c = 0; c < dim; ++c) ss += xr[c] * xr[c];
-                const float inv = 1.0f / std::sqrt(ss / float(dim) + eps);
-                for (int64_t c = 0; c < dim; ++c) y[r * dim + c] = (xr[c] * inv) * scale[size_t(c)];
+                const float inv = 1.0f / std::sqrt(sum_squares(x + r * dim, dim) / float(dim) + eps);
+                scale_row(x + r * dim, inv, scale.data(), dim, y + r * dim);
             }
         });
     }
@@ -166,24 +296,13 @@ class CpuOps final : public Ops {
         gemv_linears(pool_, gemv_, x, rows, outs, n);
     }
 
-    void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
-              float theta) override {
+    void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const float* cos, const float* sin) override {
         const int32_t half = head_dim / 2;
-        // Frequencies as transformers computes them: inv_freq in float32, angle = float(pos) * inv_freq.
-        std::vector<float> inv_freq(static_cast<size_t>(half));
-        for (int32_t i = 0; i < half; ++i) inv_freq[size_t(i)] = 1.0f / std::pow(theta, float(2 * i) / float(head_dim));
-        pool_.parallel_for(rows, 1, [&](int64_t a, int64_t b) {
-            for (int64_t r = a; r < b; ++r) {
-                for (int32_t i = 0; i < half; ++i) {
-                    const float angle = float(positions[r]) * inv_freq[size_t(i)];
-                    const float c = std::cos(angle), s = std::sin(angle);
-                    for (int32_t h = 0; h < heads; ++h) {
-                        float* v = x + (r * heads + h) * head_dim;
-                        const float lo = v[i], hi = v[i + half];
-                        v[i] = lo * c - hi * s;
-                        v[i + half] = hi * c + lo * s;
-                    }
-                }
+        const auto rotate = cpu_has_avx2() ? rotate_half_avx2 : rotate_half_portable;
+        pool_.parallel_for(rows * heads, 8, [&](int64_t a, int64_t b) {
+            for (int64_t job = a; job < b; ++job) {
+                const int64_t r = job / heads;
+                rotate(x + job * head_dim, half, cos + r * half, sin + r * half);
             }
         });
     }
@@ -223,28 +342,39 @@ class CpuOps final : public Ops {
         }
         const auto dot = cpu_has_avx2() ? dot_avx2 : dot_portable;
         pool_.parallel_for(rows * heads, 1, [&](int64_t a, int64_t b) {
-            std::vector<float>& buf = scratch(size_t(start + rows) + size_t(2 * d));
+            std::vector<float>& buf = scratch(size_t(kDecodeKeyChunk + 2 * d));
             for (int64_t job = a; job < b; ++job) {
                 const int64_t r = job / heads;
                 const int32_t h = int32_t(job % heads);
                 const int64_t n = start + r + 1;
                 float* scores = buf.data();
-                float* row = scores + n;
+                float* row = scores + kDecodeKeyChunk;
                 float* acc = row + d;
                 const float* qv = q + (r * heads + h) * d;
-                float mx = -INFINITY;
-                for (int64_t p = 0; p < n; ++p) {
-                    load_floats(kv.dtype, kv.row(0, p, h / group), d, row);
-                    scores[p] = dot(qv, row, d) * scale;
-                    mx = std::max(mx, scores[p]);
-                }
-                float sum = 0;
-                for (int64_t p = 0; p < n; ++p) sum += (scores[p] = softmax_exp(scores[p] - mx));
+                float mx = -INFINITY, sum = 0;
                 std::fill(acc, acc + d, 0.0f);
-                for (int64_t p = 0; p < n; ++p) {
-                    load_floats(kv.dtype, kv.row(1, p, h / group), d, row);
-                    const float s = scores[p];
-                    for (int32_t i = 0; i < d; ++i) acc[i] += s * row[i];
+                // An online softmax over chunks of keys: what earlier chunks summed is rescaled when a later one
+                // raises the maximum (one chunk, i.e. up to kDecodeKeyChunk positions, is the plain two-pass form).
+                for (int64_t p0 = 0; p0 < n; p0 += kDecodeKeyChunk) {
+                    const int64_t m = std::min(kDecodeKeyChunk, n - p0);
+                    float chunk_max = mx;
+                    for (int64_t p = 0; p < m; ++p) {
+                        load_floats(kv.dtype, kv.row(0, p0 + p, h / group), d, row);
+                        scores[p] = dot(qv, row, d) * scale;
+                        chunk_max = std::max(chunk_max, scores[p]);
+                    }
+                    if (chunk_max > mx) {
+                        const float f = softmax_exp(mx - chunk_max);  // 0 for the first chunk (mx = −∞)
+                        sum *= f;
+                        for (int32_t i = 0; i < d; ++i) acc[i] *= f;
+                        mx = chunk_max;
+                    }
+                    for (int64_t p = 0; p < m; ++p) sum += (scores[p] = softmax_exp(scores[p] - mx));
+                    for (int64_t p = 0; p < m; ++p) {
+                        load_floats(kv.dtype, kv.row(1, p0 + p, h / group), d, row);
+                        const float s = scores[p];
+                        for (int32_t i = 0; i < d; ++i) acc[i] += s * row[i];
+                    }
                 }
                 float* o = out + (r * heads + h) * d;
                 const float inv = 1.0f / sum;
@@ -254,7 +384,10 @@ class CpuOps final : public Ops {
     }
 
     void silu_mul(float* gate, const float* up, int64_t n) override {
+        const Isa isa = cpu_isa();
         pool_.parallel_for(n, 4096, [&](int64_t a, int64_t b) {
+            if (isa == Isa::Avx512) return zip_avx512<SiluMul16>(gate + a, up + a, b - a);
+            if (isa == Isa::Avx2) return zip_avx2<SiluMul8>(gate + a, up + a, b - a);
             for (int64_t i = a; i < b; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
         });
     }

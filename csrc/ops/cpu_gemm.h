@@ -43,4 +43,9 @@ void gemm_attention(ThreadPool& pool, const float* q, const float* k, const floa
 // gemm_attention (causal) rather than a dot product per cached position (cpu.cpp).
 constexpr int64_t kGemmAttentionRows = 8;
 
+// Cached positions whose scores a decode row's attention holds at once (cpu.cpp): an online softmax over chunks of
+// this many keys keeps its per-thread scratch the same at every context length, so a growing context allocates
+// nothing.
+constexpr int64_t kDecodeKeyChunk = 256;
+
 }  // namespace nc::ops

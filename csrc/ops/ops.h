@@ -61,9 +61,9 @@ class Ops {
     // that a backend prepares x once and shares the work of all the outputs.
     virtual void linears(const float* x, int64_t rows, const LinearOut* outs, int32_t n) = 0;
 
-    // Rotate-half RoPE in place on x [rows, heads, head_dim] at the given positions (GPT-NeoX convention, §1.1).
-    virtual void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
-                      float theta) = 0;
+    // Rotate-half RoPE in place on x [rows, heads, head_dim] (GPT-NeoX convention, §1.1): cos and sin [rows,
+    // head_dim / 2] of each row's angles (rope_table), shared by every head of the row.
+    virtual void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const float* cos, const float* sin) = 0;
 
     // Writes k, v [rows, kv_heads, head_dim] at positions [start, start + rows) of one sequence's cache.
     virtual void kv_write(const KVSeqView& kv, int64_t start, int64_t rows, const float* k, const float* v) = 0;

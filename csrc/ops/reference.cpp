@@ -45,15 +45,13 @@ class ReferenceOps final : public Ops {
         for (int32_t i = 0; i < n; ++i) linear(x, rows, *outs[i].w, outs[i].bias, outs[i].y);
     }
 
-    void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const int32_t* positions,
-              float theta) override {
+    void rope(float* x, int64_t rows, int32_t heads, int32_t head_dim, const float* cos, const float* sin) override {
         const int32_t half = head_dim / 2;
         for (int64_t r = 0; r < rows; ++r) {
             for (int32_t h = 0; h < heads; ++h) {
                 float* v = x + (r * heads + h) * head_dim;
                 for (int32_t i = 0; i < half; ++i) {
-                    const double angle = double(positions[r]) * std::pow(double(theta), -2.0 * i / head_dim);
-                    const double c = std::cos(angle), s = std::sin(angle);
+                    const double c = cos[r * half + i], s = sin[r * half + i];
                     const double a = v[i], b = v[i + half];
                     v[i] = float(a * c - b * s);
                     v[i + half] = float(b * c + a * s);

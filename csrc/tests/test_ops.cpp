@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "model/llm.h"
 #include "ops/ops.h"
 #include "tests/op_harness.h"
 
@@ -77,18 +78,13 @@ TEST_P(DecodeLinear, SharedInputLinears) {
 
 INSTANTIATE_TEST_SUITE_P(Isa, DecodeLinear, nc_test::kAllIsas, nc_test::isa_name);
 
-TEST_P(OpHarness, EmbeddingAndRmsNorm) {
+TEST_P(OpHarness, Embedding) {
     StoredWeight table(random_floats(37 * 23, 4), GetParam(), 37, 23);
-    StoredWeight scale(random_floats(23, 5, 0.5f, 1.5f), GetParam(), 1, 23);
     const std::vector<int32_t> ids = {0, 36, 5, 5, 17};
     auto want = poisoned(5 * 23), got = poisoned(5 * 23);
     ref->embedding(table.w, ids.data(), 5, want.data());
     cpu->embedding(table.w, ids.data(), 5, got.data());
     EXPECT_EQ(nmse(got, want), 0.0);
-    auto want_n = poisoned(5 * 23), got_n = poisoned(5 * 23);
-    ref->rms_norm(want.data(), 5, scale.w, 1e-5f, want_n.data());
-    cpu->rms_norm(got.data(), 5, scale.w, 1e-5f, got_n.data());
-    EXPECT_LT(nmse(got_n, want_n), 1e-12);
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, OpHarness, testing::Values(NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16),
@@ -116,34 +112,85 @@ TEST(OpHarnessF32, AddRowsBroadcasts) {
     }
 }
 
-TEST(OpHarnessF32, RopeSiluAdd) {
-    auto ref = nc::ops::make_reference_ops();
-    auto cpu = nc::ops::make_cpu_ops(2);
-    const int64_t rows = 5;
-    const int32_t heads = 3, d = 12;
+// The language model's elementwise ops per kernel ISA, on odd widths (vector tails) and row counts that split
+// unevenly over the threads.
+class Elementwise : public nc_test::PerIsa {};
+
+TEST_P(Elementwise, RmsNorm) {
+    for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16}) {
+        for (auto [rows, dim] : std::vector<std::pair<int64_t, int64_t>>{{5, 23}, {1, 2048}, {7, 4099}, {33, 40}}) {
+            SCOPED_TRACE("dtype " + std::to_string(dtype) + " rows " + std::to_string(rows) + " dim " + std::to_string(dim));
+            StoredWeight scale(random_floats(size_t(dim), 5, 0.5f, 1.5f), dtype, 1, dim);
+            const auto x = random_floats(size_t(rows * dim), 6, -3, 3);
+            auto want = poisoned(x.size()), got = poisoned(x.size());
+            ref->rms_norm(x.data(), rows, scale.w, 1e-5f, want.data());
+            cpu->rms_norm(x.data(), rows, scale.w, 1e-5f, got.data());
+            EXPECT_LT(nmse(got, want), 1e-12);
+        }
+    }
+}
+
+TEST_P(Elementwise, Rope) {
+    for (auto [rows, heads, d] : std::vector<std::tuple<int64_t, int32_t, int32_t>>{{5, 3, 12}, {9, 32, 128}, {3, 5, 34}}) {
+        SCOPED_TRACE("rows " + std::to_string(rows) + " heads " + std::to_string(heads) + " head_dim " + std::to_string(d));
+        std::vector<int32_t> pos(static_cast<size_t>(rows));
+        for (size_t r = 0; r < pos.size(); ++r) pos[r] = int32_t(r * 517 % 4096);
+        const auto inv_freq = nc::rope_inv_freq(d, 10000.0f);
+        std::vector<float> cos(size_t(rows * d / 2)), sin(cos.size());
+        nc::rope_angles(inv_freq, pos.data(), rows, cos.data(), sin.data());
+        auto want = random_floats(size_t(rows * heads * d), 6), got = want;
+        ref->rope(want.data(), rows, heads, d, cos.data(), sin.data());
+        cpu->rope(got.data(), rows, heads, d, cos.data(), sin.data());
+        EXPECT_LT(nmse(got, want), 1e-13);
+    }
+}
+
+TEST_P(Elementwise, SiluMulAddRelu) {
+    for (int64_t n : {1, 15, 1001, 40961}) {
+        SCOPED_TRACE("n " + std::to_string(n));
+        auto gw = random_floats(size_t(n), 7, -12, 12), gc = gw;
+        const auto up = random_floats(size_t(n), 8);
+        ref->silu_mul(gw.data(), up.data(), n);
+        cpu->silu_mul(gc.data(), up.data(), n);
+        EXPECT_LT(nmse(gc, gw), 1e-12);
+        ref->add(gw.data(), up.data(), n);
+        cpu->add(gc.data(), up.data(), n);
+        EXPECT_LT(nmse(gc, gw), 1e-12);
+        auto rw = random_floats(size_t(n), 9), rc = rw;
+        ref->relu(rw.data(), n);
+        cpu->relu(rc.data(), n);
+        EXPECT_EQ(rc, rw);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, Elementwise, nc_test::kAllIsas, nc_test::isa_name);
+
+// The RoPE tables are transformers' float32 ones: float32 frequencies, angle = float(position) · inv_freq. At
+// position 4095 that alone moves an angle by up to ~2e-4 rad from the exact one, which bounds their agreement.
+TEST(RopeAngles, FollowTheExactAnglesWithinFloat32) {
+    const int32_t d = 128;
     const std::vector<int32_t> pos = {0, 1, 7, 300, 4095};
-    auto want = random_floats(size_t(rows * heads * d), 6), got = want;
-    ref->rope(want.data(), rows, heads, d, pos.data(), 10000.0f);
-    cpu->rope(got.data(), rows, heads, d, pos.data(), 10000.0f);
-    // The optimized op forms angles in float32 as transformers does (pos × inv_freq); at position 4095 that
-    // alone moves the angle by ~1e-4 rad relative to the double-precision reference.
-    EXPECT_LT(nmse(got, want), 1e-8);
-    auto gw = random_floats(1001, 7, -6, 6), gc = gw;
-    const auto up = random_floats(1001, 8);
-    ref->silu_mul(gw.data(), up.data(), 1001);
-    cpu->silu_mul(gc.data(), up.data(), 1001);
-    EXPECT_LT(nmse(gc, gw), 1e-12);
-    ref->add(gw.data(), up.data(), 1001);
-    cpu->add(gc.data(), up.data(), 1001);
-    EXPECT_LT(nmse(gc, gw), 1e-12);
-    auto rw = random_floats(1001, 9), rc = rw;
-    ref->relu(rw.data(), 1001);
-    cpu->relu(rc.data(), 1001);
-    EXPECT_EQ(rc, rw);
+    const auto inv_freq = nc::rope_inv_freq(d, 10000.0f);
+    std::vector<float> cos(pos.size() * d / 2), sin(cos.size());
+    nc::rope_angles(inv_freq, pos.data(), int64_t(pos.size()), cos.data(), sin.data());
+    std::vector<float> exact_cos(cos.size()), exact_sin(cos.size());
+    for (size_t r = 0; r < pos.size(); ++r) {
+        for (int32_t i = 0; i < d / 2; ++i) {
+            const double angle = double(pos[r]) * std::pow(10000.0, -2.0 * i / d);
+            exact_cos[r * d / 2 + size_t(i)] = float(std::cos(angle));
+            exact_sin[r * d / 2 + size_t(i)] = float(std::sin(angle));
+        }
+    }
+    EXPECT_LT(nmse(cos, exact_cos), 1e-8);
+    EXPECT_LT(nmse(sin, exact_sin), 1e-8);
+    for (size_t i = 0; i < cos.size(); ++i) ASSERT_NEAR(cos[i], exact_cos[i], 3e-4) << i;
+    EXPECT_EQ(cos[0], 1.0f);  // position 0: the identity
+    EXPECT_EQ(sin[0], 0.0f);
 }
 
 // A paged cache with a scrambled block table, written by each backend, then attention over it: per KV dtype and
-// kernel ISA, decode rows and short chunks (a dot product per cached position) and prompt chunks of at least
+// kernel ISA, decode rows and short chunks (a dot product per cached position; past kDecodeKeyChunk positions in
+// several chunks of keys, the online softmax's rescaling) and prompt chunks of at least
 // kGemmAttentionRows (gathered, the blocked causal kernel: one and several query blocks, from position 0 and after
 // cached ones, more keys than a chunk of the kernel).
 class AttentionHarness : public testing::TestWithParam<std::tuple<nc_dtype, nc::ops::Isa>> {
@@ -158,7 +205,7 @@ TEST_P(AttentionHarness, CausalPagedGqa) {
     const nc_dtype dtype = std::get<0>(GetParam());
     const int32_t heads = 6, kv_heads = 3, d = 10, block = 4;
     const size_t esize = dtype == NC_DTYPE_F32 ? 4 : 2;
-    for (auto [prior, rows] : std::vector<std::pair<int64_t, int64_t>>{{9, 7}, {100, 1}, {9, 40}, {0, 45}, {230, 70}}) {
+    for (auto [prior, rows] : std::vector<std::pair<int64_t, int64_t>>{{9, 7}, {100, 1}, {600, 1}, {513, 5}, {9, 40}, {0, 45}, {230, 70}}) {
         SCOPED_TRACE("prior " + std::to_string(prior) + " rows " + std::to_string(rows));
         const int64_t total = prior + rows, blocks = (total + block - 1) / block;
         std::vector<int32_t> table(static_cast<size_t>(blocks));
