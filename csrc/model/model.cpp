@@ -77,9 +77,9 @@ Model::Model(const nc_model_params& params)
 
 Model::~Model() = default;
 
-void Model::within_plan(int64_t count, int64_t limit, const std::string& what) const {
+void Model::within_plan(int64_t count, int64_t limit, const char* what) const {
     if (count > limit) {
-        fail(NC_ERR_OVER_PLAN, what + " " + std::to_string(count) + " exceeds the reserved plan's " +
+        fail(NC_ERR_OVER_PLAN, std::string(what) + " " + std::to_string(count) + " exceeds the reserved plan's " +
                                    std::to_string(limit) + " (nc_model_reserve with larger limits)");
     }
 }
@@ -180,37 +180,38 @@ void Model::validate(const KVCache& cache, const std::vector<StepRequest>& reque
     constexpr int32_t known = NC_STEP_SAMPLE | NC_STEP_LOGITS | NC_STEP_HIDDEN | NC_STEP_ALL_HIDDEN;
     for (size_t i = 0; i < requests.size(); ++i) {
         const StepRequest& r = requests[i];
-        const std::string at = "step input #" + std::to_string(i) + ": ";
-        if (r.seq == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "seq is null");
-        if (r.seq->cache().get() != &cache) fail(NC_ERR_INVALID_ARGUMENT, at + "the sequence belongs to another KV cache");
+        // The message's prefix, built only for a failure: a valid step allocates nothing (issue #4).
+        const auto at = [i] { return "step input #" + std::to_string(i) + ": "; };
+        if (r.seq == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at() + "seq is null");
+        if (r.seq->cache().get() != &cache) fail(NC_ERR_INVALID_ARGUMENT, at() + "the sequence belongs to another KV cache");
         for (size_t j = 0; j < i; ++j) {
-            if (requests[j].seq == r.seq) fail(NC_ERR_INVALID_ARGUMENT, at + "the same sequence appears twice");
+            if (requests[j].seq == r.seq) fail(NC_ERR_INVALID_ARGUMENT, at() + "the same sequence appears twice");
         }
-        if (r.n <= 0 || r.tokens == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "needs at least one token");
+        if (r.n <= 0 || r.tokens == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at() + "needs at least one token");
         for (int64_t t = 0; t < r.n; ++t) {
             if (r.tokens[t] < 0 || r.tokens[t] >= config_.vocab_size) {
-                fail(NC_ERR_INVALID_ARGUMENT, at + "token " + std::to_string(r.tokens[t]) + " at row " + std::to_string(t) +
+                fail(NC_ERR_INVALID_ARGUMENT, at() + "token " + std::to_string(r.tokens[t]) + " at row " + std::to_string(t) +
                                                   " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
             }
         }
         if (r.seq->length() + r.n > config_.max_position_embeddings) {
-            fail(NC_ERR_INVALID_ARGUMENT, at + "positions up to " + std::to_string(r.seq->length() + r.n) +
+            fail(NC_ERR_INVALID_ARGUMENT, at() + "positions up to " + std::to_string(r.seq->length() + r.n) +
                                               " exceed max_position_embeddings " +
                                               std::to_string(config_.max_position_embeddings));
         }
-        if (r.embed_rows != nullptr && r.embeds == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "embed_rows without embeds");
-        if ((r.want & ~known) != 0) fail(NC_ERR_INVALID_ARGUMENT, at + "unknown flags in want");
-        if ((r.want & NC_STEP_LOGITS) && r.logits == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "logits buffer is null");
+        if (r.embed_rows != nullptr && r.embeds == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at() + "embed_rows without embeds");
+        if ((r.want & ~known) != 0) fail(NC_ERR_INVALID_ARGUMENT, at() + "unknown flags in want");
+        if ((r.want & NC_STEP_LOGITS) && r.logits == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at() + "logits buffer is null");
         if ((r.want & (NC_STEP_HIDDEN | NC_STEP_ALL_HIDDEN)) && r.hidden == nullptr) {
-            fail(NC_ERR_INVALID_ARGUMENT, at + "hidden buffer is null");
+            fail(NC_ERR_INVALID_ARGUMENT, at() + "hidden buffer is null");
         }
         if (r.locate_rows != nullptr) {
             for (int64_t t = 0; t < r.n; ++t) {
                 if (r.locate_rows[t] && r.tokens[t] != config_.at_token_id) {
-                    fail(NC_ERR_INVALID_ARGUMENT, at + "row " + std::to_string(t) + " is marked for a location but is not <at>");
+                    fail(NC_ERR_INVALID_ARGUMENT, at() + "row " + std::to_string(t) + " is marked for a location but is not <at>");
                 }
             }
-            if (r.boxes == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at + "locate_rows without a boxes buffer");
+            if (r.boxes == nullptr) fail(NC_ERR_INVALID_ARGUMENT, at() + "locate_rows without a boxes buffer");
         }
     }
 }
@@ -230,8 +231,8 @@ void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
     for (const StepRequest& r : requests) T += r.n;
     const StepBuffers sizes = step_buffers(T, int64_t(requests.size()));
     grown(x_, sizes.x, planned);
-    std::vector<LlmSegment> segments;
-    segments.reserve(requests.size());
+    std::vector<LlmSegment>& segments = segments_;
+    segments.clear();  // within its reserved capacity under a plan, else grown once to the largest batch
     int64_t row = 0;
     for (const StepRequest& r : requests) {
         float* x = x_.data() + row * H;
@@ -318,7 +319,7 @@ nc_memory_report Model::memory(int32_t kv_dtype) const {
 // ---- memory plan (docs/ARCHITECTURE.md "Memory plan") ---------------------------------------------------------
 
 Model::StepBuffers Model::step_buffers(int64_t rows, int64_t sequences) const {
-    return StepBuffers{rows * llm_.hidden(), sequences * llm_.hidden(), sequences * llm_.vocab()};
+    return StepBuffers{rows * llm_.hidden(), sequences * llm_.hidden(), sequences * llm_.vocab(), sequences};
 }
 
 Model::SamBuffers Model::sam_buffers(int64_t locations) const {
@@ -334,7 +335,7 @@ int64_t Model::vision_features(int64_t images) const {
 std::array<uint64_t, NC_STAGE_COUNT> Model::workspace_plan(const nc_plan_request& r) const {
     std::array<uint64_t, NC_STAGE_COUNT> w{};
     const StepBuffers step = step_buffers(r.max_step_rows, r.max_sequences);
-    w[NC_STAGE_STEP] = 4 * uint64_t(step.x + step.last + step.logits) + llm_.workspace(r.max_step_rows).bytes() +
+    w[NC_STAGE_STEP] = step.bytes() + llm_.workspace(r.max_step_rows).bytes() +
                        loc_.workspace(r.max_locations).bytes();
     const int64_t pass = std::min<int64_t>(r.max_images, kImagesPerPass);
     w[NC_STAGE_VISION] = 4 * uint64_t(vision_features(pass)) + vision_.workspace(pass).bytes() +
@@ -461,9 +462,9 @@ nc_plan Model::plan(const nc_plan_request& request) const {
     p.kv_block_bytes = KVCache::block_bytes(config_, r.kv_block_size, nc_dtype(r.kv_dtype));
     p.kv_bytes = KVCache::allocation_bytes(config_, r.kv_block_size, p.kv_blocks, nc_dtype(r.kv_dtype));
     const auto workspace = workspace_plan(r);
-    // One step's own transients: the request and segment lists, and a repetition-penalized sample's seen flags.
-    const uint64_t step_call = uint64_t(r.max_sequences) * (sizeof(StepRequest) + sizeof(LlmSegment)) +
-                               Sampler::call_bytes(config_.vocab_size);
+    // One step's own transient: the ABI's request list (kept per calling thread, so steps after the first allocate
+    // nothing).
+    const uint64_t step_call = uint64_t(r.max_sequences) * sizeof(StepRequest);
     const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens(), step_call);
     const bool cuda = r.backend == NC_BACKEND_CUDA;
     uint64_t derived = 0, stages = 0, scratch_total = 0;
@@ -509,6 +510,9 @@ nc_plan Model::reserve(const nc_plan_request& request) {
     reserve_exact(x_, step.x);
     reserve_exact(last_, step.last);
     reserve_exact(logits_, step.logits);
+    segments_.clear();
+    segments_.shrink_to_fit();
+    segments_.reserve(size_t(step.segments));
     llm_.reserve(r.max_step_rows);
     loc_.reserve(r.max_locations);
     const int64_t pass = std::min<int64_t>(r.max_images, kImagesPerPass);
@@ -528,7 +532,8 @@ nc_plan Model::reserve(const nc_plan_request& request) {
 
 std::array<uint64_t, NC_STAGE_COUNT> Model::workspace_held() const {
     std::array<uint64_t, NC_STAGE_COUNT> w{};
-    w[NC_STAGE_STEP] = held_bytes(x_) + held_bytes(last_) + held_bytes(logits_) + llm_.workspace_held() + loc_.workspace_held();
+    w[NC_STAGE_STEP] = held_bytes(x_) + held_bytes(last_) + held_bytes(logits_) + held_bytes(segments_) +
+                       llm_.workspace_held() + loc_.workspace_held();
     w[NC_STAGE_VISION] = held_bytes(features_) + vision_.workspace_held() + projector_.workspace_held();
     w[NC_STAGE_SAM_ENCODER] = sam_encoder_.workspace_held();
     w[NC_STAGE_SAM_DECODER] = held_bytes(sam_sparse_) + held_bytes(sam_lowres_) + held_bytes(sam_work_) +

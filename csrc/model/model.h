@@ -91,7 +91,8 @@ class Model {
     // Elements of the model's own buffers: a step's rows and last rows' logits, a CLIP pass's features, a SAM call's
     // prompt tokens and low-res masks.
     struct StepBuffers {
-        int64_t x, last, logits;
+        int64_t x, last, logits, segments;
+        uint64_t bytes() const { return 4 * uint64_t(x + last + logits) + sizeof(LlmSegment) * uint64_t(segments); }
     };
     StepBuffers step_buffers(int64_t rows, int64_t sequences) const;
     struct SamBuffers {
@@ -103,7 +104,7 @@ class Model {
     // Workspace bytes of each stage for the limits (the components' workspace functions plus the model's own).
     std::array<uint64_t, NC_STAGE_COUNT> workspace_plan(const nc_plan_request& limits) const;
     // Fails with NC_ERR_OVER_PLAN when `count` exceeds a reserved limit.
-    void within_plan(int64_t count, int64_t limit, const std::string& what) const;
+    void within_plan(int64_t count, int64_t limit, const char* what) const;
 
     void validate(const KVCache& cache, const std::vector<StepRequest>& requests) const;
     // Decodes the request's located <at> rows into boxes; true when its last row was one (§2.3).
@@ -119,6 +120,7 @@ class Model {
     std::unique_ptr<ops::Ops> ops_;
     std::mutex step_mu_;  // a step is not re-entrant (nextchat.h)
     std::vector<float> x_, last_, logits_;
+    std::vector<LlmSegment> segments_;  // the step's sequences, for the forward
     // The image encoder has its own ops (worker threads, scratch) and lock, so that it never blocks a step.
     VisionTower vision_;
     Projector projector_;

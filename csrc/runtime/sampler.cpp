@@ -38,10 +38,10 @@ int32_t Sampler::next(const float* logits, int32_t vocab, const std::vector<int3
     // HF RepetitionPenaltyLogitsProcessor: every token seen once is penalized once.
     if (params_.repetition_penalty != 1.0f) {
         const double p = params_.repetition_penalty;
-        std::vector<bool> seen(size_t(vocab), false);
+        seen_.assign(size_t(vocab), false);
         for (int32_t t : history) {
-            if (t < 0 || t >= vocab || seen[size_t(t)]) continue;
-            seen[size_t(t)] = true;
+            if (t < 0 || t >= vocab || seen_[size_t(t)]) continue;
+            seen_[size_t(t)] = true;
             double& l = work_[size_t(t)];
             l = l > 0 ? l / p : l * p;
         }
@@ -54,15 +54,23 @@ int32_t Sampler::next(const float* logits, int32_t vocab, const std::vector<int3
     for (double& l : work_) l /= sum;
     order_.resize(size_t(vocab));
     std::iota(order_.begin(), order_.end(), 0);
-    std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) { return work_[size_t(a)] > work_[size_t(b)]; });
     size_t keep = order_.size();
     if (params_.top_k > 0) keep = std::min(keep, size_t(params_.top_k));
-    if (params_.top_p < 1.0f) {
-        double cum = 0;
-        for (size_t i = 0; i < keep; ++i) {
-            cum += work_[size_t(order_[i])];
-            if (cum >= params_.top_p) {
-                keep = i + 1;
+    // Steps 4–6, ordering only what can be kept: prefixes of 64, 128, 256, … ids, so top-k and top-p usually stop
+    // after the first instead of sorting the whole vocabulary for every sampled token.
+    size_t sorted = 0;
+    double mass = 0;
+    while (sorted < keep) {
+        const size_t upto = std::min(keep, std::max<size_t>(64, 2 * sorted));
+        order_prefix(sorted, upto);
+        if (params_.top_p >= 1.0f) {
+            sorted = upto;
+            continue;
+        }
+        for (; sorted < upto; ++sorted) {
+            mass += work_[size_t(order_[sorted])];
+            if (mass >= params_.top_p) {
+                keep = ++sorted;
                 break;
             }
         }
@@ -76,6 +84,18 @@ int32_t Sampler::next(const float* logits, int32_t vocab, const std::vector<int3
         if (cum > u) return order_[i];
     }
     return order_[keep - 1];  // u within rounding of 1
+}
+
+void Sampler::order_prefix(size_t from, size_t to) {
+    // Probability descending, ties by lower id: a strict total order, so the first `to` ids are one set whichever way
+    // they are found — selected from the rest, then sorted.
+    const auto before = [&](int32_t a, int32_t b) {
+        const double pa = work_[size_t(a)], pb = work_[size_t(b)];
+        return pa > pb || (pa == pb && a < b);
+    };
+    const auto first = order_.begin() + std::ptrdiff_t(from), last = order_.begin() + std::ptrdiff_t(to);
+    if (to < order_.size()) std::nth_element(first, last, order_.end(), before);
+    std::sort(first, last, before);
 }
 
 }  // namespace nc

@@ -2,6 +2,7 @@
 // procedure as tools/reference, so sampled outputs are reproducible across implementations).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -26,18 +27,22 @@ class Sampler {
     // repetition penalty reads.
     int32_t next(const float* logits, int32_t vocab, const std::vector<int32_t>& history);
 
-    // Bytes a sampler keeps after sampling over `vocab` ids (probabilities and their order), and what one call with
-    // a repetition penalty allocates besides (a seen flag per id).
-    static uint64_t workspace_bytes(int64_t vocab) { return uint64_t(vocab) * (sizeof(double) + sizeof(int32_t)); }
-    static uint64_t call_bytes(int64_t vocab) { return uint64_t(vocab + 63) / 64 * 8; }
+    // Bytes a sampler keeps after sampling over `vocab` ids (probabilities, their order, a seen flag per id for the
+    // repetition penalty); a call allocates nothing once they are there.
+    static uint64_t workspace_bytes(int64_t vocab) {
+        return uint64_t(vocab) * (sizeof(double) + sizeof(int32_t)) + uint64_t(vocab + 63) / 64 * 8;
+    }
 
   private:
     double uniform();
+    // Puts the ids order_[from, to) in their places of docs/SAMPLING.md's step 4, given order_[0, from) in theirs.
+    void order_prefix(size_t from, size_t to);
 
     SamplingParams params_;
     uint64_t state_;  // splitmix64
     std::vector<double> work_;
     std::vector<int32_t> order_;
+    std::vector<bool> seen_;
 };
 
 }  // namespace nc

@@ -1,7 +1,7 @@
 // The memory plan (nc_model_plan, nc_model_reserve, nc_model_workspace) on the small fixture model: the plan's
 // arithmetic against what the core allocates, a planned workload of every stage that grows no buffer and whose heap
-// stays within the plan (every operator new of this test binary is counted), and over-plan work refused before any
-// compute.
+// stays within the plan (every operator new of this test binary is counted), decode steps that allocate nothing, and
+// over-plan work refused before any compute.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -19,12 +19,13 @@
 
 namespace {
 
-std::atomic<int64_t> heap_live{0}, heap_peak{0};
+std::atomic<int64_t> heap_live{0}, heap_peak{0}, heap_calls{0};
 constexpr size_t kHeader = 16;  // keeps malloc's 16-byte alignment
 
 void* counted_new(size_t n) {
     void* p = std::malloc(n + kHeader);
     if (p == nullptr) throw std::bad_alloc();
+    heap_calls.fetch_add(1);
     *static_cast<size_t*>(p) = n;
     const int64_t live = heap_live.fetch_add(int64_t(n)) + int64_t(n);
     int64_t peak = heap_peak.load();
@@ -333,6 +334,73 @@ TEST_F(PlannedWork, ReserveAllocatesThePlanAndWorkGrowsNothing) {
     RecordProperty("planned_bytes", std::to_string(planned));
     // ...and the plan is not a wild overestimate: the workspace alone is most of what was used.
     EXPECT_GE(peak, sum(p.workspace_bytes, NC_STAGE_COUNT) + p.kv_bytes);
+}
+
+// Issue #4's "no per-token allocations": once a sequence's first steps have run, decode steps — a batch of greedy
+// and sampled sequences (temperature, top-k, top-p, repetition penalty), each at a different position, one of them
+// fed a located <at> — make no heap allocation at all, in the core or the ABI.
+TEST_F(PlannedWork, DecodeStepsAllocateNothing) {
+    nc_plan p{};
+    p.struct_size = sizeof(p);
+    ASSERT_EQ(nc_model_reserve(model, &request, &p), NC_OK) << nc_last_error();
+    nc_cache_params cp{sizeof(cp), p.request.kv_block_size, p.kv_blocks, p.request.kv_dtype};
+    nc_cache* cache = nullptr;
+    ASSERT_EQ(nc_cache_create(model, &cp, &cache), NC_OK) << nc_last_error();
+    const nc_sampling samplings[3] = {{sizeof(nc_sampling), 0.0f, 0, 1.0f, 1.0f, 0},
+                                      {sizeof(nc_sampling), 0.8f, 5, 0.9f, 1.3f, 7},
+                                      {sizeof(nc_sampling), 1.5f, 0, 0.95f, 1.0f, 8}};
+    nc_seq* seqs[3] = {};
+    std::vector<int32_t> prompt(21);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = int32_t((i * 5) % 30);
+    const int32_t H = config.hidden_size;
+    std::vector<float> boxes(4 * 40), at_hidden(size_t(40) * H);
+    nc_step_input in[3] = {};
+    int32_t next[3] = {};
+    for (int i = 0; i < 3; ++i) {
+        ASSERT_EQ(nc_seq_create(cache, &samplings[i], &seqs[i]), NC_OK) << nc_last_error();
+        nc_step_input first{};
+        first.seq = seqs[i];
+        first.tokens = prompt.data();
+        first.n_tokens = 7 + 6 * i;
+        first.want = NC_STEP_SAMPLE;
+        ASSERT_EQ(nc_step(model, cache, &first, 1), NC_OK) << nc_last_error();
+        next[i] = first.token;
+    }
+    const uint8_t locate = 1;
+    // Every step: sequence 0 is fed <at> (located, so its next input is the forced <boxes> with the box's embedding)
+    // every fourth step; the others decode what they sampled.
+    auto decode = [&](int steps, int64_t* calls) {
+        for (int t = 0; t < steps; ++t) {
+            const bool at = t % 4 == 0;
+            if (at) next[0] = config.at_token_id;
+            for (int i = 0; i < 3; ++i) {
+                in[i] = nc_step_input{};
+                in[i].seq = seqs[i];
+                in[i].tokens = &next[i];
+                in[i].n_tokens = 1;
+                in[i].want = NC_STEP_SAMPLE;
+            }
+            in[0].locate_rows = at ? &locate : nullptr;
+            in[0].boxes = boxes.data();
+            in[0].at_hidden = at_hidden.data();
+            const int64_t before = heap_calls.load();
+            const nc_status st = nc_step(model, cache, in, 3);
+            calls[t] = heap_calls.load() - before;
+            if (st != NC_OK) {
+                calls[t] = -1;
+                return;
+            }
+            for (int i = 0; i < 3; ++i) next[i] = in[i].token % 30;  // stays clear of <at> unless fed on purpose
+            if (at) next[0] = in[0].token;                            // the forced <boxes>
+        }
+    };
+    int64_t warm[2] = {}, calls[40] = {};
+    decode(2, warm);
+    ASSERT_NE(warm[1], -1) << nc_last_error();
+    decode(40, calls);
+    for (int t = 0; t < 40; ++t) EXPECT_EQ(calls[t], 0) << "decode step " << t << " (" << nc_last_error() << ")";
+    for (nc_seq* s : seqs) nc_seq_free(s);
+    nc_cache_free(cache);
 }
 
 TEST_F(PlannedWork, WorkBeyondThePlanIsRefusedBeforeCompute) {
