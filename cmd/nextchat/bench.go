@@ -27,7 +27,7 @@ type benchmark struct {
 func benchmarks() []benchmark {
 	return []benchmark{
 		{"vision", "CLIP tower + projector on synthetic CLIP-normalized images (MODEL_SPEC §1.2, §1.3)", benchVision},
-		{"llm", "LLaMA prefill, then greedy decode with the KV cache at each --batches size (MODEL_SPEC §1.1)", benchLLM},
+		{"llm", "LLaMA prefill, then decode (greedy, or sampled with --temperature) with the KV cache at each --batches size (MODEL_SPEC §1.1)", benchLLM},
 		{"sam", "SAM image encoder, then prompt encoder + mask decoder over --prompts locations (MODEL_SPEC §4, §5)", benchSAM},
 	}
 }
@@ -45,6 +45,9 @@ type benchOptions struct {
 	repeat       int
 	probeSeconds float64
 	kvDType      string
+	temperature  float32 // llm: 0 = greedy decode
+	topK         int
+	topP         float32
 }
 
 // benchReport is what a benchmark prints, and its --json form. Work is counted from the config as the FLOPs of
@@ -68,6 +71,7 @@ type benchReport struct {
 	PercentOfAMXExact float64        `json:"percent_of_amx_exact_peak,omitempty"`
 	Shape             map[string]int `json:"shape"`
 	KVDType           string         `json:"kv_dtype,omitempty"` // llm: the KV cache's dtype
+	Sampling          string         `json:"sampling,omitempty"` // llm: how decode steps chose tokens
 	Date              string         `json:"date"`
 	Stages            []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
 	// Memory-bound stages (LLM decode): bytes read per item and the rate against the read bandwidth measured
@@ -100,6 +104,9 @@ func benchCommand() command {
 			fs.IntVar(&o.steps, "steps", 8, "llm: decode steps per timed run")
 			fs.IntSliceVar(&o.batches, "batches", []int{1, 4, 16}, "llm: decode batch sizes")
 			fs.StringVar(&o.kvDType, "kv-dtype", "bf16", "llm: KV cache dtype: bf16, f16 or f32 (run and ground default to f16)")
+			fs.Float32Var(&o.temperature, "temperature", 0, "llm: decode by sampling at this temperature (0 = greedy), one seed per sequence")
+			fs.IntVar(&o.topK, "top-k", 0, "llm: with --temperature, sample among the k most likely tokens (0 = all)")
+			fs.Float32Var(&o.topP, "top-p", 1, "llm: with --temperature, sample within this probability mass")
 			fs.IntVar(&o.repeat, "repeat", 3, "timed runs after one warm-up; the fastest is reported")
 			fs.Float64Var(&o.probeSeconds, "probe-seconds", 2, "how long to measure the FMA peak")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
@@ -246,6 +253,9 @@ func writeBench(w io.Writer, r benchReport) error {
 	fmt.Fprintf(tw, "threads\t%d\n", r.Threads)
 	if r.KVDType != "" {
 		fmt.Fprintf(tw, "kv cache\t%s\n", r.KVDType)
+	}
+	if r.Sampling != "" {
+		fmt.Fprintf(tw, "sampling\t%s\n", r.Sampling)
 	}
 	runs := make([]string, len(r.RunSeconds))
 	for i, s := range r.RunSeconds {

@@ -10,13 +10,19 @@ import (
 )
 
 // benchLLM measures the language model on the CPU: prefill of a random prompt (compute-bound: % of the FMA
-// peak), then greedy decode steps with the KV cache at each batch size. A batch-1 decode step reads every LLM
+// peak), then decode steps with the KV cache at each batch size, greedy or sampled (--temperature: sampling's own
+// cost, one sampler per sequence, is part of a production step). A batch-1 decode step reads every LLM
 // matrix once (of embed_tokens one row), so its bytes per second are compared with the read bandwidth measured
 // in the same run.
 func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 	kv, err := bindings.ParseDType(o.kvDType)
 	if err != nil {
 		return benchReport{}, usageError("--kv-dtype: %v", err)
+	}
+	sampling, describe := bindings.Greedy, "greedy"
+	if o.temperature != 0 || o.topK != 0 || o.topP != 1 {
+		sampling = bindings.Sampling{Temperature: o.temperature, TopK: o.topK, TopP: o.topP, RepetitionPenalty: 1}
+		describe = fmt.Sprintf("temperature %g, top-k %d, top-p %g", o.temperature, o.topK, o.topP) // the core checks them
 	}
 	d, m, err := openBenchModel(o)
 	if err != nil {
@@ -88,11 +94,11 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 		return benchReport{}, err
 	}
 	for _, batch := range o.batches {
-		r, err := benchDecode(ctx, o, m, cache, batch, ids)
+		r, err := benchDecode(ctx, o, m, cache, batch, ids, sampling)
 		if err != nil {
 			return benchReport{}, err
 		}
-		r.Model, r.Shape, r.FLOPPerItem, r.KVDType = d.Path, shape, 2*params, o.kvDType
+		r.Model, r.Shape, r.FLOPPerItem, r.KVDType, r.Sampling = d.Path, shape, 2*params, o.kvDType, describe
 		if r, err = finish(r, o); err != nil {
 			return benchReport{}, err
 		}
@@ -108,13 +114,15 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 	return prefill, nil
 }
 
-// benchDecode prefills `batch` sequences with 16 tokens, then times o.steps greedy decode steps over all of them.
+// benchDecode prefills `batch` sequences with 16 tokens, then times o.steps decode steps over all of them, each
+// sequence choosing its tokens by `sampling` (seeded by its index).
 func benchDecode(ctx context.Context, o benchOptions, m *bindings.Model, cache *bindings.Cache, batch int,
-	ids func(int) []int32) (benchReport, error) {
+	ids func(int) []int32, sampling bindings.Sampling) (benchReport, error) {
 	seqs := make([]*bindings.Seq, batch)
 	inputs := make([]bindings.StepInput, batch)
 	for i := range seqs {
-		s, err := cache.NewSeq(bindings.Greedy)
+		sampling.Seed = uint64(i)
+		s, err := cache.NewSeq(sampling)
 		if err != nil {
 			return benchReport{}, err
 		}

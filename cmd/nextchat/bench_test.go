@@ -91,6 +91,19 @@ func TestBenchLLMOnTiny(t *testing.T) {
 		assert.InDelta(t, 100*s.GBPerSecond/s.ReadBandwidthGBps, s.PercentOfBandwidth, 1e-9)
 	}
 
+	// Sampled decode: every stage says how it chose its tokens; a bad sampling parameter is refused by the core.
+	code, out, stderr = runCLI("bench", "llm", "--model", dir, "--prompt-tokens", "8", "--steps", "2", "--batches", "2",
+		"--repeat", "1", "--probe-seconds", "0.05", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "7", "--json")
+	require.Equal(t, 0, code, stderr)
+	var sampled benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &sampled))
+	require.Len(t, sampled.Stages, 1)
+	assert.Equal(t, "temperature 0.8, top-k 7, top-p 0.9", sampled.Stages[0].Sampling)
+	assert.Equal(t, "greedy", r.Stages[0].Sampling)
+	code, _, stderr = runCLI("bench", "llm", "--model", dir, "--temperature", "0.8", "--top-p", "1.5")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "top_p must be in (0, 1]")
+
 	code, _, stderr = runCLI("bench", "llm", "--model", dir, "--kv-dtype", "int8")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `--kv-dtype: unknown dtype "int8"`)

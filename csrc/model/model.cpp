@@ -269,13 +269,18 @@ void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
         if (r.want & NC_STEP_LOGITS) std::copy(lg, lg + V, r.logits);
         if (r.want & NC_STEP_HIDDEN) std::copy(last_.data() + b * H, last_.data() + (b + 1) * H, r.hidden);
         if (r.want & NC_STEP_ALL_HIDDEN) std::copy(x_.data() + s.row * H, x_.data() + (s.row + s.rows) * H, r.hidden);
-        const bool located_last = locate(r, s);
-        if (located_last) {
-            r.token = config_.boxes_token_id;  // forced, never sampled
-        } else if (r.want & NC_STEP_SAMPLE) {
-            r.token = r.seq->sampler().next(lg, int32_t(V), r.seq->history());
-        }
+        r.forced = locate(r, s);
+        if (r.forced) r.token = config_.boxes_token_id;  // never sampled
     }
+    // Each sequence samples from its own logits with its own sampler: in parallel (a sampled token orders up to the
+    // whole vocabulary, ~0.5 ms, which one thread would repeat for every sequence of the batch).
+    ops_->parallel(B, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) {
+            StepRequest& r = requests[size_t(b)];
+            if (r.forced || !(r.want & NC_STEP_SAMPLE)) continue;
+            r.token = r.seq->sampler().next(logits_.data() + b * V, int32_t(V), r.seq->history());
+        }
+    });
 }
 
 bool Model::locate(StepRequest& r, const LlmSegment& s) {

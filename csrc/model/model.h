@@ -36,6 +36,7 @@ struct StepRequest {
     float* boxes;               // [located, 4]
     float* at_hidden;           // optional [located, hidden]
     int32_t token = -1;         // out: the sampled token (NC_STEP_SAMPLE)
+    bool forced = false;        // the token is the <boxes> after a located <at>, not sampled
     int32_t n_located = 0;      // out
 };
 

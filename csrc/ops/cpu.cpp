@@ -261,6 +261,8 @@ class CpuOps final : public Ops {
     explicit CpuOps(int threads) : pool_(threads) {}
     const char* name() const override { return "cpu"; }
 
+    void parallel(int64_t n, LoopBody body) override { pool_.parallel_for(n, 1, body); }
+
     void embedding(const Weight& table, const int32_t* ids, int64_t n, float* y) override {
         const int64_t dim = table.cols;
         pool_.parallel_for(n, 1, [&](int64_t a, int64_t b) {

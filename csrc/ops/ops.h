@@ -10,6 +10,7 @@
 
 #include "ops/kv_view.h"
 #include "ops/weight.h"
+#include "runtime/thread_pool.h"
 
 namespace nc::ops {
 
@@ -47,6 +48,10 @@ class Ops {
   public:
     virtual ~Ops() = default;
     virtual const char* name() const = 0;
+
+    // body(begin, end) over disjoint ranges covering [0, n) on the backend's host threads: independent host work
+    // between ops, such as sampling each sequence of a step (the reference runs it in one call).
+    virtual void parallel(int64_t n, LoopBody body) = 0;
 
     // y[r, :] = table row ids[r] (an [n_rows_table, dim] weight), for r < n.
     virtual void embedding(const Weight& table, const int32_t* ids, int64_t n, float* y) = 0;

@@ -15,6 +15,8 @@ class ReferenceOps final : public Ops {
   public:
     const char* name() const override { return "reference"; }
 
+    void parallel(int64_t n, LoopBody body) override { body(0, n); }
+
     void embedding(const Weight& table, const int32_t* ids, int64_t n, float* y) override {
         for (int64_t r = 0; r < n; ++r) {
             for (int64_t c = 0; c < table.cols; ++c) y[r * table.cols + c] = weight_at(table, ids[r] * table.cols + c);

@@ -191,6 +191,53 @@ TEST_F(Step, BatchedSequencesEqualSeparateOnes) {
     for (nc_seq* s : {a, b, a2, b2}) nc_seq_free(s);
 }
 
+// Sequences sampled in one batched step draw what each draws alone: the samplers run in parallel, each on its own
+// sequence's logits, history and stream.
+TEST_F(Step, SampledBatchDrawsWhatEachSequenceDrawsAlone) {
+    const nc_sampling params[5] = {{sizeof(nc_sampling), 1.0f, 0, 1.0f, 1.0f, 11},
+                                   {sizeof(nc_sampling), 0.7f, 5, 0.9f, 1.2f, 12},
+                                   {sizeof(nc_sampling), 1.3f, 0, 0.8f, 1.0f, 13},
+                                   {sizeof(nc_sampling), 0.0f, 0, 1.0f, 1.0f, 0},
+                                   {sizeof(nc_sampling), 1.0f, 3, 1.0f, 1.0f, 14}};
+    constexpr int kSeqs = 5, kSteps = 8;
+    nc_seq* batched[kSeqs] = {};
+    nc_seq* alone[kSeqs] = {};
+    std::vector<int32_t> prompts[kSeqs], drawn_batched[kSeqs], drawn_alone[kSeqs];
+    for (int i = 0; i < kSeqs; ++i) {
+        ASSERT_EQ(nc_seq_create(cache, &params[i], &batched[i]), NC_OK) << nc_last_error();
+        ASSERT_EQ(nc_seq_create(cache, &params[i], &alone[i]), NC_OK) << nc_last_error();
+        for (int t = 0; t < i + 2; ++t) prompts[i].push_back(int32_t((7 * i + 3 * t) % 30));
+    }
+    for (int step = 0; step <= kSteps; ++step) {
+        nc_step_input in[kSeqs] = {};
+        for (int i = 0; i < kSeqs; ++i) {
+            const std::vector<int32_t>& feed = step == 0 ? prompts[i] : drawn_batched[i];
+            in[i].seq = batched[i];
+            in[i].tokens = step == 0 ? feed.data() : &feed.back();
+            in[i].n_tokens = step == 0 ? int32_t(feed.size()) : 1;
+            in[i].want = NC_STEP_SAMPLE;
+        }
+        ASSERT_EQ(nc_step(model, cache, in, kSeqs), NC_OK) << nc_last_error();
+        for (int i = 0; i < kSeqs; ++i) drawn_batched[i].push_back(in[i].token % 30);  // fed back: clear of <at>
+        for (int i = 0; i < kSeqs; ++i) {
+            const std::vector<int32_t>& feed = step == 0 ? prompts[i] : drawn_alone[i];
+            nc_step_input one{};
+            one.seq = alone[i];
+            one.tokens = step == 0 ? feed.data() : &feed.back();
+            one.n_tokens = step == 0 ? int32_t(feed.size()) : 1;
+            one.want = NC_STEP_SAMPLE;
+            ASSERT_EQ(nc_step(model, cache, &one, 1), NC_OK) << nc_last_error();
+            drawn_alone[i].push_back(one.token % 30);
+        }
+    }
+    for (int i = 0; i < kSeqs; ++i) EXPECT_EQ(drawn_batched[i], drawn_alone[i]) << "sequence " << i;
+    EXPECT_NE(drawn_batched[0], drawn_batched[4]) << "different seeds and settings should draw differently";
+    for (int i = 0; i < kSeqs; ++i) {
+        nc_seq_free(batched[i]);
+        nc_seq_free(alone[i]);
+    }
+}
+
 TEST_F(Step, ForkContinuesIndependently) {
     nc_seq* parent = new_seq();
     run(parent, {3, 1, 4, 1, 5});
