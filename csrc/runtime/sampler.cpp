@@ -56,17 +56,14 @@ int32_t Sampler::next(const float* logits, int32_t vocab, const std::vector<int3
     std::iota(order_.begin(), order_.end(), 0);
     size_t keep = order_.size();
     if (params_.top_k > 0) keep = std::min(keep, size_t(params_.top_k));
-    // Steps 4–6, ordering only what can be kept: prefixes of 64, 128, 256, … ids, so top-k and top-p usually stop
-    // after the first instead of sorting the whole vocabulary for every sampled token.
-    size_t sorted = 0;
+    // Steps 4–6, ordering only what can be kept: the top-k prefix at once, or for top-p prefixes of 64, 128, 256, …
+    // ids, so it usually stops after the first instead of sorting the whole vocabulary for every sampled token.
+    if (params_.top_p >= 1.0f) order_prefix(0, keep);
+    size_t sorted = params_.top_p >= 1.0f ? keep : 0;
     double mass = 0;
     while (sorted < keep) {
         const size_t upto = std::min(keep, std::max<size_t>(64, 2 * sorted));
         order_prefix(sorted, upto);
-        if (params_.top_p >= 1.0f) {
-            sorted = upto;
-            continue;
-        }
         for (; sorted < upto; ++sorted) {
             mass += work_[size_t(order_[sorted])];
             if (mass >= params_.top_p) {
