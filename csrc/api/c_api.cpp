@@ -373,20 +373,7 @@ nc_status nc_step(nc_model* model, nc_cache* cache, nc_step_input* inputs, int32
         require_out(cache, "cache");
         if (n <= 0 || inputs == nullptr) nc::fail(NC_ERR_INVALID_ARGUMENT, "nc_step needs at least one input");
         if (cache->owner != model) nc::fail(NC_ERR_INVALID_ARGUMENT, "the cache belongs to another model");
-        // Reused by each calling thread, so that a decode step allocates nothing (issue #4).
-        thread_local std::vector<nc::StepRequest> requests;
-        requests.clear();
-        for (int32_t i = 0; i < n; ++i) {
-            const nc_step_input& in = inputs[i];
-            requests.push_back(nc::StepRequest{in.seq ? &in.seq->seq : nullptr, in.tokens, in.n_tokens, in.embeds,
-                                               in.embed_rows, in.want, in.logits, in.hidden, in.locate_rows,
-                                               in.boxes, in.at_hidden});
-        }
-        model->model.step(*cache->cache, requests);
-        for (int32_t i = 0; i < n; ++i) {
-            inputs[i].token = requests[size_t(i)].token;
-            inputs[i].n_located = requests[size_t(i)].n_located;
-        }
+        model->model.step(*cache->cache, inputs, n, [](nc_seq* s) { return s ? &s->seq : nullptr; });
     });
 }
 

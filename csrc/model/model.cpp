@@ -169,7 +169,6 @@ std::shared_ptr<KVCache> Model::make_cache(int32_t block_size, int64_t num_block
 void Model::validate(const KVCache& cache, const std::vector<StepRequest>& requests) const {
     if (!cache.fits(config_)) fail(NC_ERR_INVALID_ARGUMENT, "the KV cache was made for another model");
     if (limits_) {
-        within_plan(int64_t(requests.size()), limits_->max_sequences, "sequences in one step");
         int64_t rows = 0;
         for (const StepRequest& r : requests) rows += std::max<int64_t>(r.n, 0);
         within_plan(rows, limits_->max_step_rows, "rows in one step");
@@ -216,9 +215,24 @@ void Model::validate(const KVCache& cache, const std::vector<StepRequest>& reque
     }
 }
 
-void Model::step(KVCache& cache, std::vector<StepRequest>& requests) {
+void Model::step(KVCache& cache, nc_step_input* inputs, int32_t n, Sequence* (*sequence_of)(nc_seq*)) {
     std::unique_lock<std::mutex> lock(step_mu_, std::try_to_lock);
     if (!lock.owns_lock()) fail(NC_ERR_INVALID_ARGUMENT, "nc_step called concurrently on one model");
+    if (limits_) within_plan(n, limits_->max_sequences, "sequences in one step");  // before the request list grows
+    requests_.clear();
+    for (int32_t i = 0; i < n; ++i) {
+        const nc_step_input& in = inputs[i];
+        requests_.push_back(StepRequest{sequence_of(in.seq), in.tokens, in.n_tokens, in.embeds, in.embed_rows, in.want,
+                                        in.logits, in.hidden, in.locate_rows, in.boxes, in.at_hidden});
+    }
+    run_step(cache, requests_);
+    for (int32_t i = 0; i < n; ++i) {
+        inputs[i].token = requests_[size_t(i)].token;
+        inputs[i].n_located = requests_[size_t(i)].n_located;
+    }
+}
+
+void Model::run_step(KVCache& cache, std::vector<StepRequest>& requests) {
     validate(cache, requests);
     const bool planned = limits_.has_value();
     for (StepRequest& r : requests) {
@@ -357,8 +371,7 @@ namespace {
 
 // What the CPU ops allocate for each stage at the plan's shapes: the op calls of llm.cpp, loc.cpp, vision.cpp,
 // projector.cpp, sam_encoder.cpp, sam_prompt.cpp and sam_decoder.cpp, in their shapes.
-std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_plan_request& r, int64_t sparse_tokens,
-                                                 uint64_t step_call_bytes) {
+std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_plan_request& r, int64_t sparse_tokens) {
     std::array<OpScratch, NC_STAGE_COUNT> s;
     {  // LLM step and loc heads
         OpScratch& o = s[NC_STAGE_STEP];
@@ -377,7 +390,6 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
             o.linear(rows, 4, {c.loc_hidden_size});
             o.linear(rows, c.loc_hidden_size, {H});
         }
-        o.call(step_call_bytes);
     }
     {  // CLIP tower and projector, kImagesPerPass images per pass
         OpScratch& o = s[NC_STAGE_VISION];
@@ -467,10 +479,7 @@ nc_plan Model::plan(const nc_plan_request& request) const {
     p.kv_block_bytes = KVCache::block_bytes(config_, r.kv_block_size, nc_dtype(r.kv_dtype));
     p.kv_bytes = KVCache::allocation_bytes(config_, r.kv_block_size, p.kv_blocks, nc_dtype(r.kv_dtype));
     const auto workspace = workspace_plan(r);
-    // One step's own transient: the ABI's request list (kept per calling thread, so steps after the first allocate
-    // nothing).
-    const uint64_t step_call = uint64_t(r.max_sequences) * sizeof(StepRequest);
-    const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens(), step_call);
+    const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens());
     const bool cuda = r.backend == NC_BACKEND_CUDA;
     uint64_t derived = 0, stages = 0, scratch_total = 0;
     for (int st = 0; st < NC_STAGE_COUNT; ++st) {
@@ -517,7 +526,10 @@ nc_plan Model::reserve(const nc_plan_request& request) {
     reserve_exact(logits_, step.logits);
     segments_.clear();
     segments_.shrink_to_fit();
-    segments_.reserve(size_t(step.segments));
+    segments_.reserve(size_t(step.sequences));
+    requests_.clear();
+    requests_.shrink_to_fit();
+    requests_.reserve(size_t(step.sequences));
     llm_.reserve(r.max_step_rows);
     loc_.reserve(r.max_locations);
     const int64_t pass = std::min<int64_t>(r.max_images, kImagesPerPass);
@@ -538,7 +550,7 @@ nc_plan Model::reserve(const nc_plan_request& request) {
 std::array<uint64_t, NC_STAGE_COUNT> Model::workspace_held() const {
     std::array<uint64_t, NC_STAGE_COUNT> w{};
     w[NC_STAGE_STEP] = held_bytes(x_) + held_bytes(last_) + held_bytes(logits_) + held_bytes(segments_) +
-                       llm_.workspace_held() + loc_.workspace_held();
+                       held_bytes(requests_) + llm_.workspace_held() + loc_.workspace_held();
     w[NC_STAGE_VISION] = held_bytes(features_) + vision_.workspace_held() + projector_.workspace_held();
     w[NC_STAGE_SAM_ENCODER] = sam_encoder_.workspace_held();
     w[NC_STAGE_SAM_DECODER] = held_bytes(sam_sparse_) + held_bytes(sam_lowres_) + held_bytes(sam_work_) +

@@ -84,16 +84,19 @@ class Model {
     // A KV cache sized for this model.
     std::shared_ptr<KVCache> make_cache(int32_t block_size, int64_t num_blocks, int32_t dtype) const;
 
-    // Runs one batched step: appends each request's rows to its sequence and fills the wanted outputs.
+    // Runs one batched step over the ABI's inputs (nc_step; sequence_of gives each handle's sequence, null for null):
+    // appends each input's rows to its sequence, fills the wanted outputs and writes back token and n_located.
     // Validates everything before any compute; on error no sequence has changed length.
-    void step(KVCache& cache, std::vector<StepRequest>& requests);
+    void step(KVCache& cache, nc_step_input* inputs, int32_t n, Sequence* (*sequence_of)(nc_seq*));
 
   private:
     // Elements of the model's own buffers: a step's rows and last rows' logits, a CLIP pass's features, a SAM call's
     // prompt tokens and low-res masks.
     struct StepBuffers {
-        int64_t x, last, logits, segments;
-        uint64_t bytes() const { return 4 * uint64_t(x + last + logits) + sizeof(LlmSegment) * uint64_t(segments); }
+        int64_t x, last, logits, sequences;  // sequences: of the segment and request lists
+        uint64_t bytes() const {
+            return 4 * uint64_t(x + last + logits) + (sizeof(LlmSegment) + sizeof(StepRequest)) * uint64_t(sequences);
+        }
     };
     StepBuffers step_buffers(int64_t rows, int64_t sequences) const;
     struct SamBuffers {
@@ -108,6 +111,8 @@ class Model {
     void within_plan(int64_t count, int64_t limit, const char* what) const;
 
     void validate(const KVCache& cache, const std::vector<StepRequest>& requests) const;
+    // step's work on requests_, under step_mu_.
+    void run_step(KVCache& cache, std::vector<StepRequest>& requests);
     // Decodes the request's located <at> rows into boxes; true when its last row was one (§2.3).
     bool locate(StepRequest& r, const LlmSegment& s);
 
@@ -122,6 +127,7 @@ class Model {
     std::mutex step_mu_;  // a step is not re-entrant (nextchat.h)
     std::vector<float> x_, last_, logits_;
     std::vector<LlmSegment> segments_;  // the step's sequences, for the forward
+    std::vector<StepRequest> requests_;  // the step's inputs; both grow once to the largest batch (or the plan's)
     // The image encoder has its own ops (worker threads, scratch) and lock, so that it never blocks a step.
     VisionTower vision_;
     Projector projector_;

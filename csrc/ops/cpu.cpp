@@ -499,12 +499,8 @@ class CpuOps final : public Ops {
     void softmax(float* x, int64_t rows, int64_t cols) override { cpu_sam::softmax(pool_, x, rows, cols); }
 
   private:
-    // Per-thread scratch of at least n floats, reused across calls.
-    static std::vector<float>& scratch(size_t n) {
-        thread_local std::vector<float> buf;
-        if (buf.size() < n) buf.resize(n);
-        return buf;
-    }
+    // This loop share's scratch of at least n floats, reused across calls.
+    static std::vector<float>& scratch(size_t n) { return share_floats<CpuOps>(n); }
 
     ThreadPool pool_;
     // What the kernels fill on the calling thread before their parallel loops: this instance's caller's alone.

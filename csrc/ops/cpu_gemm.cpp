@@ -48,17 +48,16 @@ class AlignedBuffer {
 };
 
 
-// The GEMM's per-thread scratch, kept for the thread's life and shared by every ISA and dtype: a packed weight block
-// (NC × KC) and an A panel (MR × KC). Functions, so that each thread constructs its own on first use.
-AlignedBuffer& weight_block() {
-    thread_local AlignedBuffer b;
-    return b;
-}
-
-AlignedBuffer& row_panel() {
-    thread_local AlignedBuffer b;
-    return b;
-}
+// The GEMM's per-thread scratch, kept by the pool for each loop share and shared by every ISA and dtype: a packed
+// weight block (NC × KC) and an A panel (MR × KC).
+struct WeightBlock {
+    AlignedBuffer buffer;
+};
+struct RowPanel {
+    AlignedBuffer buffer;
+};
+AlignedBuffer& weight_block() { return share_local<WeightBlock>().buffer; }
+AlignedBuffer& row_panel() { return share_local<RowPanel>().buffer; }
 
 // ---- micro-kernels --------------------------------------------------------------------------------------
 //
@@ -500,7 +499,7 @@ struct HeadPanels {
 template <Isa I>
 void attention_range(const AttentionArgs& a, uint64_t call, int64_t job0, int64_t job1) {
     constexpr int MR = Tile<I>::MR, NR = Tile<I>::NR;
-    thread_local HeadPanels hp;
+    HeadPanels& hp = share_local<HeadPanels>();
     const int64_t d = a.head_dim, stride = int64_t(a.heads) * d, T = a.kv_rows;
     const int64_t Tp = round_up(T, MR), dp = round_up(d, MR);
     for (int64_t job = job0; job < job1; ++job) {

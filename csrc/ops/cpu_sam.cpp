@@ -59,8 +59,7 @@ class RelPosBias final : public ScoreBias {
         (void)kv_rows;  // = grid_h · grid_w
         const float* q = q_ + ((batch * gh_ * gw_ + query) * heads_ + head) * d_;
         const int64_t qh = query / gw_, qw = query % gw_;
-        thread_local std::vector<float> buf;
-        if (buf.size() < size_t(gh_ + gw_)) buf.resize(size_t(gh_ + gw_));
+        std::vector<float>& buf = share_floats<struct RelPosRow>(size_t(gh_ + gw_));
         float *rh = buf.data(), *rw = rh + gh_;
         auto dot = avx2_ ? dot_avx2 : dot_portable;
         for (int64_t k = 0; k < gh_; ++k) rh[k] = dot(q, rel_h_.data() + (qh - k + gh_ - 1) * d_, d_);
@@ -77,8 +76,7 @@ class RelPosBias final : public ScoreBias {
     void add_block(int64_t batch, int32_t head, int64_t query, int64_t n, float* scores, int64_t ld,
                    int64_t kv_rows) const override {
         (void)kv_rows;
-        thread_local std::vector<float> buf;
-        if (buf.size() < size_t((gh_ + gw_) * ld)) buf.resize(size_t((gh_ + gw_) * ld));
+        std::vector<float>& buf = share_floats<struct RelPosBlock>(size_t((gh_ + gw_) * ld));
         float *rh = buf.data(), *rw = rh + gh_ * ld;  // rh[kh][i], rw[kw][i]
         auto dot = avx2_ ? dot_avx2 : dot_portable;
         for (int64_t i = 0; i < ld; ++i) {

@@ -27,8 +27,7 @@ class ScoreBias {
     // vectors of queries at once (SAM's relative positions).
     virtual void add_block(int64_t batch, int32_t head, int64_t query, int64_t n, float* scores, int64_t ld,
                            int64_t kv_rows) const {
-        thread_local std::vector<float> row;
-        if (row.size() < size_t(kv_rows)) row.resize(size_t(kv_rows));
+        std::vector<float>& row = share_floats<ScoreBias>(size_t(kv_rows));
         for (int64_t i = 0; i < n; ++i) {
             for (int64_t j = 0; j < kv_rows; ++j) row[size_t(j)] = scores[j * ld + i];
             add(batch, head, query + i, row.data(), kv_rows);

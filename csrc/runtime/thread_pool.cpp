@@ -28,8 +28,23 @@ bool spin_until(F ready) {
 
 }  // namespace
 
+namespace pool_detail {
+
+size_t next_type_index() {
+    static std::atomic<size_t> next{0};
+    return next.fetch_add(1);
+}
+
+Current& current() {
+    thread_local Current c;
+    return c;
+}
+
+}  // namespace pool_detail
+
 ThreadPool::ThreadPool(int threads) {
     if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
+    locals_.resize(size_t(threads));
     for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { work(i); });
 }
 
@@ -48,7 +63,19 @@ void ThreadPool::run_share(int index) {
     const int64_t parts = size();
     const int64_t begin = std::min(n_, units * index / parts * grain_);
     const int64_t end = std::min(n_, units * (index + 1) / parts * grain_);
-    if (begin < end) (*body_)(begin, end);
+    if (begin < end) run_as(index, *body_, begin, end);
+}
+
+void ThreadPool::run_as(int index, const LoopBody& body, int64_t begin, int64_t end) {
+    pool_detail::Current& c = pool_detail::current();
+    const pool_detail::Current outer = c;  // a loop of another pool may run around this one (the caller's)
+    c = pool_detail::Current{this, index};
+    struct Restore {
+        pool_detail::Current& c;
+        pool_detail::Current outer;
+        ~Restore() { c = outer; }
+    } restore{c, outer};
+    body(begin, end);
 }
 
 void ThreadPool::work(int index) {
@@ -73,7 +100,7 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, LoopBody body) {
     if (n <= 0) return;
     grain = std::max<int64_t>(1, grain);
     if (workers_.empty() || n <= grain) {
-        body(0, n);
+        run_as(0, body, 0, n);
         return;
     }
     {

@@ -4,9 +4,11 @@
 // over-plan work refused before any compute.
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -229,6 +231,15 @@ TEST_F(Plan, WorkspaceGrowsWithItsLimits) {
 // fork, CLIP over max_images, SAM over max_locations with masks.
 class PlannedWork : public Plan {
   protected:
+    // Reserves the fixture's plan and makes the KV cache it plans for.
+    void reserve_planned_cache(nc_cache** cache) {
+        nc_plan p{};
+        p.struct_size = sizeof(p);
+        ASSERT_EQ(nc_model_reserve(model, &request, &p), NC_OK) << nc_last_error();
+        nc_cache_params cp{sizeof(cp), p.request.kv_block_size, p.kv_blocks, p.request.kv_dtype};
+        ASSERT_EQ(nc_cache_create(model, &cp, cache), NC_OK) << nc_last_error();
+    }
+
     void run_workload(nc_cache* cache) {
         const int32_t H = config.hidden_size, V = config.vocab_size;
         nc_sampling greedy{sizeof(nc_sampling), 0.0f, 0, 1.0f, 1.0f, 0};
@@ -336,16 +347,51 @@ TEST_F(PlannedWork, ReserveAllocatesThePlanAndWorkGrowsNothing) {
     EXPECT_GE(peak, sum(p.workspace_bytes, NC_STAGE_COUNT) + p.kv_bytes);
 }
 
+// A caller that moves between OS threads (a Go program's goroutines do) leaves nothing behind on them: the kernels'
+// per-thread scratch belongs to the pools' loop shares, the caller's share included, so after one workload, the same
+// workload on each of three more threads, all kept alive, grows the heap by nothing.
+TEST_F(PlannedWork, OtherCallerThreadsGrowNothing) {
+    nc_cache* cache = nullptr;
+    ASSERT_NO_FATAL_FAILURE(reserve_planned_cache(&cache));
+    run_workload(cache);
+
+    constexpr int kCallers = 3;
+    int64_t growth[kCallers] = {};
+    std::mutex mu;
+    std::condition_variable cv;
+    int finished = 0;
+    bool release = false;
+    std::vector<std::thread> callers;
+    callers.reserve(kCallers);
+    for (int i = 0; i < kCallers; ++i) {
+        callers.emplace_back([&, i] {
+            const int64_t before = heap_live.load();
+            run_workload(cache);
+            growth[i] = heap_live.load() - before;
+            std::unique_lock<std::mutex> lock(mu);
+            ++finished;
+            cv.notify_all();
+            cv.wait(lock, [&] { return release; });  // alive until every caller has run
+        });
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return finished == i + 1; });  // one caller at a time: nothing else allocates meanwhile
+    }
+    {
+        std::lock_guard<std::mutex> lock(mu);
+        release = true;
+    }
+    cv.notify_all();
+    for (std::thread& t : callers) t.join();
+    for (int i = 0; i < kCallers; ++i) EXPECT_EQ(growth[i], 0) << "caller thread " << i;
+    nc_cache_free(cache);
+}
+
 // Issue #4's "no per-token allocations": once a sequence's first steps have run, decode steps — a batch of greedy
 // and sampled sequences (temperature, top-k, top-p, repetition penalty), each at a different position, one of them
 // fed a located <at> — make no heap allocation at all, in the core or the ABI.
 TEST_F(PlannedWork, DecodeStepsAllocateNothing) {
-    nc_plan p{};
-    p.struct_size = sizeof(p);
-    ASSERT_EQ(nc_model_reserve(model, &request, &p), NC_OK) << nc_last_error();
-    nc_cache_params cp{sizeof(cp), p.request.kv_block_size, p.kv_blocks, p.request.kv_dtype};
     nc_cache* cache = nullptr;
-    ASSERT_EQ(nc_cache_create(model, &cp, &cache), NC_OK) << nc_last_error();
+    ASSERT_NO_FATAL_FAILURE(reserve_planned_cache(&cache));
     const nc_sampling samplings[3] = {{sizeof(nc_sampling), 0.0f, 0, 1.0f, 1.0f, 0},
                                       {sizeof(nc_sampling), 0.8f, 5, 0.9f, 1.3f, 7},
                                       {sizeof(nc_sampling), 1.5f, 0, 0.95f, 1.0f, 8}};
