@@ -1,7 +1,11 @@
-// KV cache, sequences, sampler and the batched step through the C ABI, on the small fixture model.
+// KV cache, sequences, sampler, the thread pool's per-share state and the batched step through the C ABI, on the small
+// fixture model.
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -12,6 +16,7 @@
 #include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence.h"
+#include "runtime/thread_pool.h"
 
 namespace {
 
@@ -47,6 +52,38 @@ TEST(Sequence, ForkSharesBlocksAndCopiesOnWrite) {
         EXPECT_EQ(cache->free_blocks(), 5);
     }
     EXPECT_EQ(cache->free_blocks(), 6);
+}
+
+// share_local: one instance per loop share (the caller's share 0 included), owned by the pool — so a loop run from
+// another OS thread finds the same caller's instance — and outside any loop each thread's own.
+TEST(ThreadPool, ShareLocalIsPerShareAndOwnedByThePool) {
+    struct Tag {
+        int uses = 0;
+    };
+    nc::ThreadPool pool(3);
+    auto instances = [&] {
+        std::vector<const Tag*> seen(3, nullptr);
+        pool.parallel_for(3, 1, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) {
+                Tag& t = nc::share_local<Tag>();
+                ++t.uses;
+                seen[size_t(i)] = &t;
+            }
+        });
+        return seen;
+    };
+    const std::vector<const Tag*> first = instances();
+    EXPECT_EQ(std::set<const Tag*>(first.begin(), first.end()).size(), 3u) << "three shares, three instances";
+    std::vector<const Tag*> from_other_thread;
+    std::thread([&] { from_other_thread = instances(); }).join();
+    EXPECT_EQ(from_other_thread, first) << "the caller's share is the pool's, whichever thread calls";
+    EXPECT_EQ(first[0]->uses, 2);
+
+    const Tag* outside = &nc::share_local<Tag>();
+    const Tag* outside_other = nullptr;
+    std::thread([&] { outside_other = &nc::share_local<Tag>(); }).join();
+    EXPECT_NE(outside, outside_other) << "outside loops, each thread's own";
+    EXPECT_EQ(std::count(first.begin(), first.end(), outside), 0);
 }
 
 TEST(Sampler, GreedyTakesTheLowestIdAmongTies) {
