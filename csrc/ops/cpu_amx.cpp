@@ -166,7 +166,10 @@ constexpr int64_t kBlockTiles = 16;
 // weights' A tiles (4, 5) are loaded once, then for each part of x its B tiles (6, 7) feed the products, which
 // alternate between accumulators: a TDPBF16PS into the tile the previous one wrote waits for it to finish (its
 // latency is several times its issue interval), so four independent accumulators keep the unit busy where the
-// three parts into one accumulator left it waiting.
+// three parts into one accumulator left it waiting. Each load comes right before the first product that needs it,
+// after the products that do not: a tile register is reloaded only once the products reading it are done, and
+// loading 5 and 7 late gives those products time (SAM encoder ~5 %, CLIP 4–14 % faster than loading all four first).
+// Every accumulator still sums its parts in the same order.
 template <bool kRowPair>
 __attribute__((target("amx-tile,amx-bf16"))) void multiply(const uint16_t* a0, const uint16_t* a1, int64_t stride,
                                                            const uint16_t* b0, const uint16_t* b1, int64_t kblocks) {
@@ -176,13 +179,13 @@ __attribute__((target("amx-tile,amx-bf16"))) void multiply(const uint16_t* a0, c
     _tile_zero(3);
     for (int64_t kb = 0; kb < kblocks; ++kb, b0 += kParts * kBTileElems, b1 += kParts * kBTileElems) {
         _tile_loadd(4, a0 + kb * kKBlock, stride);
-        if (a1 != nullptr) _tile_loadd(5, a1 + kb * kKBlock, stride);
         for (int p = 0; p < kParts; ++p) {
             _tile_loadd(6, b0 + p * kBTileElems, 64);
-            if (kRowPair) _tile_loadd(7, b1 + p * kBTileElems, 64);
             _tile_dpbf16ps(0, 4, 6);
+            if (p == 0 && a1 != nullptr) _tile_loadd(5, a1 + kb * kKBlock, stride);
             if (a1 != nullptr) _tile_dpbf16ps(1, 5, 6);
             if (kRowPair) {
+                _tile_loadd(7, b1 + p * kBTileElems, 64);
                 _tile_dpbf16ps(2, 4, 7);
                 if (a1 != nullptr) _tile_dpbf16ps(3, 5, 7);
             }
