@@ -141,12 +141,14 @@ __attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float
     alignas(64) float bias[kTile] = {};
     if (t.out->bias != nullptr) convert_row(*t.out->bias, t.o, t.count, bias);
     const __m512 b = _mm512_load_ps(bias);
-    const __m512i column = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                              _mm512_set1_epi32(int32_t(kTile)));
+    // C's columns are y's rows: transposed in registers (16 loads, unpacks and shuffles; gathers cost more).
+    __m512i rows_of_y[kTile];
+    for (int64_t i = 0; i < kTile; ++i) rows_of_y[i] = _mm512_load_si512(c + i * kTile);
+    transpose16(rows_of_y);
     const __mmask16 valid = __mmask16((1u << t.count) - 1);
     for (int64_t r = 0; r < valid_rows; ++r) {
         float* y = t.out->y + (first + r0 + r) * w.rows + t.o;
-        _mm512_mask_storeu_ps(y, valid, _mm512_add_ps(b, _mm512_i32gather_ps(column, c + r, 4)));
+        _mm512_mask_storeu_ps(y, valid, _mm512_add_ps(b, _mm512_castsi512_ps(rows_of_y[r])));
     }
     if (body == K) return;
     for (int64_t r = 0; r < valid_rows; ++r) {
