@@ -159,9 +159,11 @@ __attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float
     }
 }
 
-// Output tiles whose weights stay in L2 while every row block of a chunk passes them (16 tiles of K = 5120 bf16:
-// 2.5 MiB at the widest, 640 KiB at K = 1280).
-constexpr int64_t kBlockTiles = 16;
+// Output tiles a thread takes at a time while every row block of a chunk passes them. Each block reads the chunk's
+// packed x again (1.9 MiB for 256 rows at K = 1280), so fewer, larger blocks read less of it: 32 tiles (1.3 MiB of
+// weights at K = 1280, 5 MiB at K = 5120, past L2) measured faster than 16 for SAM's and CLIP's products of 1024–4096
+// rows and the same for the LLM's prefill (docs/BENCHMARKS.md "Kernels").
+constexpr int64_t kBlockTiles = 32;
 
 // The accumulators of up to two output tiles (weights a0, a1; a1 null for a lone tile) against one or two row
 // blocks of x (b0, b1), over every k-block: C tile 0 = a0·b0, 1 = a1·b0, 2 = a0·b1, 3 = a1·b1. Per k-block the
