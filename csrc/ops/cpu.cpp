@@ -100,30 +100,50 @@ struct Gelu16 {
     }
 };
 
-// x[i] = F(x[i]), 8 lanes at a time; the tail goes through the same vector code, so every element is computed alike.
+// x[i] = F(x[i], y[i]), 8 lanes at a time; the tail goes through the same vector code, so every element is computed
+// alike.
 template <class F>
-__attribute__((target("avx2,fma,f16c"))) void map_avx2(float* x, int64_t n) {
+__attribute__((target("avx2,fma,f16c"))) void zip_avx2(float* x, const float* y, int64_t n) {
     const F f;
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i)));
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
     if (i < n) {
-        alignas(32) float t[8] = {};
-        std::copy(x + i, x + n, t);
-        _mm256_store_ps(t, f(_mm256_load_ps(t)));
-        std::copy(t, t + (n - i), x + i);
+        alignas(32) float tx[8] = {}, ty[8] = {};
+        std::copy(x + i, x + n, tx);
+        std::copy(y + i, y + n, ty);
+        _mm256_store_ps(tx, f(_mm256_load_ps(tx), _mm256_load_ps(ty)));
+        std::copy(tx, tx + (n - i), x + i);
     }
 }
 
 // The same 16 lanes at a time, the tail by a masked load and store.
 template <class F>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void map_avx512(float* x, int64_t n) {
+__attribute__((target("avx512f,avx2,fma,f16c"))) void zip_avx512(float* x, const float* y, int64_t n) {
     const F f;
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, f(_mm512_loadu_ps(x + i)));
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, f(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
     if (i < n) {
         const __mmask16 k = __mmask16((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(x + i, k, f(_mm512_maskz_loadu_ps(k, x + i)));
+        _mm512_mask_storeu_ps(x + i, k, f(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
     }
+}
+
+// A unary F as zip's functor, the second operand ignored: x[i] = F(x[i]) through the same loops.
+template <class F>
+struct IgnoreSecond {
+    F f{};
+    __attribute__((target("avx2,fma,f16c"))) __m256 operator()(__m256 v, __m256) const { return f(v); }
+    __attribute__((target("avx512f,avx2,fma,f16c"))) __m512 operator()(__m512 v, __m512) const { return f(v); }
+};
+
+template <class F>
+void map_avx2(float* x, int64_t n) {
+    zip_avx2<IgnoreSecond<F>>(x, x, n);
+}
+
+template <class F>
+void map_avx512(float* x, int64_t n) {
+    zip_avx512<IgnoreSecond<F>>(x, x, n);
 }
 
 // ---- language model elementwise kernels ---------------------------------------------------------------------
@@ -227,32 +247,6 @@ struct SiluMul16 {
         return _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), e)), u);
     }
 };
-
-// x[i] = F(x[i], y[i]): the binary counterparts of map_avx2 and map_avx512.
-template <class F>
-__attribute__((target("avx2,fma,f16c"))) void zip_avx2(float* x, const float* y, int64_t n) {
-    const F f;
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, f(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    if (i < n) {
-        alignas(32) float tx[8] = {}, ty[8] = {};
-        std::copy(x + i, x + n, tx);
-        std::copy(y + i, y + n, ty);
-        _mm256_store_ps(tx, f(_mm256_load_ps(tx), _mm256_load_ps(ty)));
-        std::copy(tx, tx + (n - i), x + i);
-    }
-}
-
-template <class F>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void zip_avx512(float* x, const float* y, int64_t n) {
-    const F f;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, f(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    if (i < n) {
-        const __mmask16 k = __mmask16((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(x + i, k, f(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
-    }
-}
 
 // ---- ops ------------------------------------------------------------------------------------------------
 
