@@ -19,7 +19,7 @@ type groundJSON struct {
 func groundCommand() command {
 	return command{
 		name:    "ground",
-		summary: "locate referring expressions in an image (NExT-Chat's REC path: one prefill, no sampling)",
+		summary: "locate referring expressions in an image (NExT-Chat's REC path: the shared prompt prefilled once, no sampling)",
 		usage:   "--model DIR --image FILE [--json] \"expression\" [\"expression\" ...]",
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
 			model := fs.String("model", "", "model directory")
@@ -29,7 +29,7 @@ func groundCommand() command {
 			outImage := fs.String("out-image", "", "write the image annotated with the boxes (PNG)")
 			withMask := fs.Bool("mask", false, "also segment each expression with SAM (masks as COCO RLE in --json)")
 			iouThreshold := fs.Float64("iou-threshold", 0, "drop masks whose predicted IoU is below this (0 keeps all)")
-			ctxTokens := fs.Int("ctx", 0, "positions per expression's sequence: the memory plan's context (0 = the model's maximum)")
+			ctxTokens := fs.Int("ctx", 0, "positions per expression's sequence: the memory plan's context (0 = the longest expression's prompt)")
 			reportRSS := fs.Bool("report-rss", false, "print the process's peak resident memory and the memory plan's host total to stderr at the end")
 			return func(ctx context.Context, e *env, args []string) error {
 				if *model == "" || *image == "" || len(args) == 0 {
@@ -39,9 +39,16 @@ func groundCommand() command {
 				if err != nil {
 					return err
 				}
+				need, err := engine.PlanGrounding(*model, args)
+				if err != nil {
+					return err
+				}
 				o := engine.DefaultOptions()
 				o.Threads, o.KVDType, o.ContextTokens = *threads, bindings.F16, *ctxTokens
-				o.MaxSequences = len(args)                    // one sequence per expression, all in one step
+				if o.ContextTokens == 0 {
+					o.ContextTokens = need.Context
+				}
+				o.MaxSequences, o.MaxStepRows = need.Sequences, need.StepRows
 				o.FeatureCacheImages, o.SAMCacheImages = 1, 1 // one image per command
 				eng, err := engine.Open(*model, o)
 				if err != nil {

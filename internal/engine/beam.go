@@ -41,10 +41,12 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 		return Result{}, fmt.Errorf("beam search needs beams ≥ 1, a prompt and max new tokens > 0")
 	}
 	g.Forced = append(append([]int32(nil), p.Forced...), g.Forced...)
-	// Every beam is a sequence of its own in the steps after the prefill.
-	rows := make([]int, bp.Beams)
-	rows[0] = len(p.IDs)
-	if err := e.admit(rows, g.MaxNewTokens); err != nil {
+	// Every beam is a sequence of its own after the prefill, forked from the prompt's.
+	prompt := make([]int, bp.Beams)
+	for i := range prompt {
+		prompt[i] = len(p.IDs)
+	}
+	if err := e.admit(prompt, g.MaxNewTokens, len(p.IDs)); err != nil {
 		return Result{}, err
 	}
 	e.mu.Lock()

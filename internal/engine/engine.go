@@ -110,23 +110,22 @@ func Open(path string, o Options) (*Engine, error) {
 		samImages: featureCache{capacity: plan.Request.SAMCacheImages}}, nil
 }
 
-// admit rejects, before any compute, a request whose sequences or rows the plan does not cover: rows[i] are the
-// prompt rows of sequence i, extra the positions each may still add (new tokens).
-func (e *Engine) admit(rows []int, extra int) error {
+// admit rejects, before any compute, a request whose sequences or rows the plan does not cover: prompt[i] are the
+// positions sequence i's prompt fills, extra the positions each may still add (new tokens), stepRows the most
+// prompt rows one step runs, all sequences together.
+func (e *Engine) admit(prompt []int, extra, stepRows int) error {
 	r := e.Plan.Request
-	if len(rows) > r.MaxSequences {
-		return fmt.Errorf("%w: %d sequences at once, the plan has %d (--batch)", bindings.ErrOverPlan, len(rows), r.MaxSequences)
+	if len(prompt) > r.MaxSequences {
+		return fmt.Errorf("%w: %d sequences at once, the plan has %d (--batch)", bindings.ErrOverPlan, len(prompt), r.MaxSequences)
 	}
-	total := 0
-	for _, n := range rows {
-		total += n
+	for _, n := range prompt {
 		if int64(n+extra) > r.MaxContext {
 			return fmt.Errorf("%w: context too long: %d prompt rows + %d new tokens > %d planned positions (--ctx)",
 				bindings.ErrOverPlan, n, extra, r.MaxContext)
 		}
 	}
-	if total > r.MaxStepRows {
-		return fmt.Errorf("%w: %d prompt rows in one step, the plan has %d", bindings.ErrOverPlan, total, r.MaxStepRows)
+	if stepRows > r.MaxStepRows {
+		return fmt.Errorf("%w: %d prompt rows in one step, the plan has %d", bindings.ErrOverPlan, stepRows, r.MaxStepRows)
 	}
 	return nil
 }
@@ -194,7 +193,7 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 		return Result{}, fmt.Errorf("max new tokens must be positive, got %d", g.MaxNewTokens)
 	}
 	g.Forced = append(append([]int32(nil), p.Forced...), g.Forced...)
-	if err := e.admit([]int{len(p.IDs)}, g.MaxNewTokens); err != nil {
+	if err := e.admit([]int{len(p.IDs)}, g.MaxNewTokens, len(p.IDs)); err != nil {
 		return Result{}, err
 	}
 	e.mu.Lock()

@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 // openCase opens the engine on a golden case's checkpoint with the real tokenizer (prompts are tokenized).
-func openCase(t *testing.T, c golden.Case, dtype bindings.DType) *Engine {
+func openCase(t *testing.T, c golden.Case, dtype bindings.DType, adjust ...func(*Options)) *Engine {
 	tok := golden.SharedTokenizer()
 	if tok == "" {
 		t.Skip("LLaMA tokenizer not found in ../shared/testdata/tokenizer: end-to-end cases need it")
@@ -43,6 +43,9 @@ func openCase(t *testing.T, c golden.Case, dtype bindings.DType) *Engine {
 	o.Threads = 2
 	o.ContextTokens = 512
 	o.MaxSequences = 4 // Ground's three expressions, four beams
+	for _, f := range adjust {
+		f(&o)
+	}
 	e, err := Open(dir, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
@@ -296,6 +299,90 @@ func TestGroundMatchesTeacherForcedReference(t *testing.T) {
 		return
 	}
 	t.Fatal("golden case rec_teacher_forced not found")
+}
+
+// Grounding several expressions prefills the rows they share once: each box is the one its expression gets alone,
+// and the plan PlanGrounding sizes — context of the longest prompt, step rows well under two prompts for three
+// expressions — holds exactly what Ground runs.
+func TestGroundSharesTheCommonPrompt(t *testing.T) {
+	cases, err := golden.Cases()
+	require.NoError(t, err)
+	c := cases[0]
+	g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
+	require.NoError(t, err)
+	exprs := []string{"a small cat", "the dog on the left", "the sky"}
+	alone := openCase(t, c, bindings.F32)
+	want := make([]Location, len(exprs))
+	longest := 0
+	for i, expr := range exprs {
+		locs, err := alone.Ground(context.Background(), nil, g["proj.out"].F32, []string{expr})
+		require.NoError(t, err)
+		want[i] = locs[0]
+		longest = max(longest, locs[0].TokenIndex+1)
+	}
+	need, err := PlanGrounding(alone.Dir.Path, exprs)
+	require.NoError(t, err)
+	assert.Equal(t, len(exprs), need.Sequences)
+	assert.Equal(t, longest, need.Context)
+	assert.Less(t, need.StepRows, 2*longest)
+	planned := func(stepRows int) func(*Options) {
+		return func(o *Options) { o.ContextTokens, o.MaxSequences, o.MaxStepRows = need.Context, need.Sequences, stepRows }
+	}
+	short := openCase(t, c, bindings.F32, planned(need.StepRows-1))
+	_, err = short.Ground(context.Background(), nil, g["proj.out"].F32, exprs)
+	require.ErrorIs(t, err, bindings.ErrOverPlan)
+
+	shared := openCase(t, c, bindings.F32, planned(need.StepRows))
+	got, err := shared.Ground(context.Background(), nil, g["proj.out"].F32, exprs)
+	require.NoError(t, err)
+	require.Len(t, got, len(exprs))
+	for i := range exprs {
+		assert.Equal(t, want[i].TokenIndex, got[i].TokenIndex, exprs[i])
+		for j := range got[i].Box {
+			assert.InDelta(t, want[i].Box[j], got[i].Box[j], 1e-5, exprs[i])
+		}
+		assert.Less(t, golden.NMSE(got[i].Hidden, want[i].Hidden), 1e-9, exprs[i])
+	}
+	free, total, err := shared.cache.Blocks()
+	require.NoError(t, err)
+	assert.Equal(t, total, free, "every sequence and shared block was released")
+}
+
+func TestSharedRows(t *testing.T) {
+	const hidden = 2
+	in := func(tokens []int32, embedded ...int) bindings.StepInput {
+		s := bindings.StepInput{Tokens: tokens}
+		if embedded != nil {
+			s.Embeds = make([]float32, len(tokens)*hidden)
+			s.EmbedRows = make([]bool, len(tokens))
+			for _, r := range embedded {
+				s.EmbedRows[r] = true
+				s.Embeds[r*hidden] = float32(tokens[r]) + 0.5
+			}
+		}
+		return s
+	}
+	changed := in([]int32{1, 2, 3, 4, 5}, 1, 2)
+	changed.Embeds[2*hidden+1] = 9
+	tests := []struct {
+		name   string
+		inputs []bindings.StepInput
+		want   int
+	}{
+		{"one input shares nothing", []bindings.StepInput{in([]int32{1, 2, 3})}, 0},
+		{"tokens diverge", []bindings.StepInput{in([]int32{1, 2, 3, 4}), in([]int32{1, 2, 7, 4})}, 2},
+		{"first token differs", []bindings.StepInput{in([]int32{1, 2}), in([]int32{5, 2})}, 0},
+		{"identical keep their last row", []bindings.StepInput{in([]int32{1, 2, 3}), in([]int32{1, 2, 3})}, 2},
+		{"shorter one bounds it", []bindings.StepInput{in([]int32{1, 2, 3, 4, 5}), in([]int32{1, 2, 3})}, 2},
+		{"same embeddings", []bindings.StepInput{in([]int32{1, 2, 3, 4, 5}, 1, 2), in([]int32{1, 2, 3, 4, 6}, 1, 2)}, 4},
+		{"embedding differs", []bindings.StepInput{in([]int32{1, 2, 3, 4, 5}, 1, 2), changed}, 2},
+		{"embedded against token row", []bindings.StepInput{in([]int32{1, 2, 3}, 1), in([]int32{1, 2, 3})}, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, sharedRows(tc.inputs, hidden))
+		})
+	}
 }
 
 // End to end from the image file: decoding, PIL-exact preprocessing, CLIP, projector, user boxes in pixels,

@@ -3,10 +3,14 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math"
+	"slices"
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/imageproc"
+	"github.com/nextchat/nextchat/internal/modeldir"
 	"github.com/nextchat/nextchat/internal/prompt"
+	"github.com/nextchat/nextchat/internal/tokenizer"
 )
 
 // GroundingQuestion is NExT-Chat's referring-expression prompt (MODEL_SPEC §6.2, REC.json's first template).
@@ -16,10 +20,10 @@ const GroundingQuestion = "Where is %s in the image?"
 // the box is read at its <at>, so the rest is never needed.
 const groundingAnswer = "Answer: <at>"
 
-// Ground locates each expression in the image (the REC path, §6.2): for every expression the prompt and the
-// teacher-forced "Answer: <at>" go through one prefill — all expressions in one batched step — and the <at>
-// row's hidden state is decoded into the box. Deterministic: nothing is sampled. features, when not nil,
-// replaces encoding the image (the caller already has them).
+// Ground locates each expression in the image (the REC path, §6.2): every expression's prompt and the
+// teacher-forced "Answer: <at>" are prefilled — the rows they all share once, their own rows in one batched step —
+// and the <at> row's hidden state is decoded into the box. Deterministic: nothing is sampled. features, when not
+// nil, replaces encoding the image (the caller already has them).
 func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []float32, exprs []string) ([]Location, error) {
 	if len(exprs) == 0 {
 		return nil, fmt.Errorf("%w: no expression to ground", prompt.ErrBadPrompt)
@@ -35,18 +39,15 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	}
 	inputs := make([]bindings.StepInput, len(exprs))
 	for i, expr := range exprs {
-		p, err := e.Prepare(Request{Turns: []prompt.Turn{{Role: prompt.User, Text: fmt.Sprintf(GroundingQuestion, expr)}},
-			ImageFeatures: features, AnswerPrefix: groundingAnswer})
+		p, err := e.Prepare(Request{Turns: groundingTurns(expr), ImageFeatures: features, AnswerPrefix: groundingAnswer})
 		if err != nil {
 			return nil, fmt.Errorf("expression %d: %w", i, err)
 		}
 		inputs[i] = groundingRows(p, e.Model.Hidden())
 	}
-	rows := make([]int, len(inputs))
-	for i, in := range inputs {
-		rows[i] = len(in.Tokens)
-	}
-	if err := e.admit(rows, 0); err != nil {
+	hidden := e.Model.Hidden()
+	shared := sharedRows(inputs, hidden)
+	if err := e.admit(groundingPositions(inputs), 0, groundingStepRows(inputs, shared)); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -54,14 +55,15 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for i := range inputs {
-		if inputs[i].Seq, err = e.cache.NewSeq(bindings.Greedy); err != nil {
-			closeSeqs(inputs[:i])
-			return nil, err
-		}
+	if err := e.startGrounding(inputs, shared, hidden); err != nil {
+		return nil, err
 	}
 	defer closeSeqs(inputs)
-	out, err := e.Model.Step(e.cache, inputs)
+	suffixes := make([]bindings.StepInput, len(inputs))
+	for i, in := range inputs {
+		suffixes[i] = rowsFrom(in, shared, hidden)
+	}
+	out, err := e.Model.Step(e.cache, suffixes)
 	if err != nil {
 		return nil, fmt.Errorf("grounding step: %w", err)
 	}
@@ -70,6 +72,153 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 		locs[i] = Location{TokenIndex: len(inputs[i].Tokens) - 1, Box: o.Boxes[0], Hidden: o.AtHidden}
 	}
 	return locs, nil
+}
+
+// GroundingNeeds is what grounding some expressions asks of a memory plan (the engine's Options).
+type GroundingNeeds struct {
+	Sequences int // one per expression
+	Context   int // positions of the longest expression's sequence
+	StepRows  int // rows of the larger of grounding's two steps
+}
+
+// PlanGrounding sizes a plan for grounding exprs on the model in dir: nothing is generated, so the context is the
+// longest prompt, not the model's maximum, and the shared rows are prefilled once (Ground).
+func PlanGrounding(dir string, exprs []string) (GroundingNeeds, error) {
+	if len(exprs) == 0 {
+		return GroundingNeeds{}, fmt.Errorf("%w: no expression to ground", prompt.ErrBadPrompt)
+	}
+	d, err := modeldir.Open(dir)
+	if err != nil {
+		return GroundingNeeds{}, err
+	}
+	tok, err := tokenizer.Load(d.TokenizerPath)
+	if err != nil {
+		return GroundingNeeds{}, err
+	}
+	inputs := make([]bindings.StepInput, len(exprs))
+	for i, expr := range exprs {
+		p, _, err := promptRows(tok, groundingTurns(expr), 0, d.Config.ImageTokens(), groundingAnswer)
+		if err != nil {
+			return GroundingNeeds{}, fmt.Errorf("expression %d: %w", i, err)
+		}
+		inputs[i] = bindings.StepInput{Tokens: append(p.IDs, p.Forced...)}
+	}
+	need := GroundingNeeds{Sequences: len(exprs), StepRows: groundingStepRows(inputs, sharedRows(inputs, 0))}
+	for _, in := range inputs {
+		need.Context = max(need.Context, len(in.Tokens))
+	}
+	return need, nil
+}
+
+func groundingTurns(expr string) []prompt.Turn {
+	return []prompt.Turn{{Role: prompt.User, Text: fmt.Sprintf(GroundingQuestion, expr)}}
+}
+
+// startGrounding gives every input its sequence. The rows all expressions share (the system prompt, the image,
+// the question's first words) are prefilled once and the sequence forked for the others: its cache blocks are
+// shared, not recomputed (the last partial block is copied on the first write). Prefill attends to what the KV
+// cache holds either way, so the boxes are those of one prefill per expression.
+func (e *Engine) startGrounding(inputs []bindings.StepInput, shared, hidden int) error {
+	root, err := e.cache.NewSeq(bindings.Greedy)
+	if err != nil {
+		return err
+	}
+	inputs[0].Seq = root
+	if shared > 0 {
+		prefix := rowsFrom(inputs[0], 0, hidden)
+		prefix.Tokens, prefix.Locate = prefix.Tokens[:shared], nil
+		if prefix.Embeds != nil {
+			prefix.Embeds, prefix.EmbedRows = prefix.Embeds[:shared*hidden], prefix.EmbedRows[:shared]
+		}
+		if _, err := e.Model.Step(e.cache, []bindings.StepInput{prefix}); err != nil {
+			closeSeqs(inputs)
+			return fmt.Errorf("grounding prefix: %w", err)
+		}
+	}
+	for i := 1; i < len(inputs); i++ {
+		if shared > 0 {
+			inputs[i].Seq, err = root.Fork()
+		} else {
+			inputs[i].Seq, err = e.cache.NewSeq(bindings.Greedy)
+		}
+		if err != nil {
+			closeSeqs(inputs[:i])
+			return err
+		}
+	}
+	return nil
+}
+
+// sharedRows is how many leading rows every input has in common — the same token, and the same embedding where
+// one replaces it — when there are several inputs; each keeps at least its last row (the located <at>).
+func sharedRows(inputs []bindings.StepInput, hidden int) int {
+	if len(inputs) < 2 {
+		return 0
+	}
+	n := len(inputs[0].Tokens) - 1
+	for _, in := range inputs[1:] {
+		n = min(n, len(in.Tokens)-1)
+	}
+	first := inputs[0]
+	for r := 0; r < n; r++ {
+		for _, in := range inputs[1:] {
+			if !sameRow(first, in, r, hidden) {
+				return r
+			}
+		}
+	}
+	return n
+}
+
+func sameRow(a, b bindings.StepInput, r, hidden int) bool {
+	if a.Tokens[r] != b.Tokens[r] {
+		return false
+	}
+	ea, eb := embedsRow(a, r), embedsRow(b, r)
+	if ea != eb {
+		return false
+	}
+	if !ea {
+		return true
+	}
+	// Bitwise, so that rows holding a NaN still count as the same.
+	return slices.EqualFunc(a.Embeds[r*hidden:(r+1)*hidden], b.Embeds[r*hidden:(r+1)*hidden],
+		func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) })
+}
+
+// embedsRow: whether row r's embedding replaces its token's.
+func embedsRow(in bindings.StepInput, r int) bool {
+	return in.Embeds != nil && (in.EmbedRows == nil || in.EmbedRows[r])
+}
+
+// rowsFrom is the input's rows from row `from` on, for the same sequence.
+func rowsFrom(in bindings.StepInput, from, hidden int) bindings.StepInput {
+	out := bindings.StepInput{Seq: in.Seq, Tokens: in.Tokens[from:], Locate: in.Locate[from:]}
+	if in.Embeds != nil {
+		out.Embeds = in.Embeds[from*hidden:]
+		if in.EmbedRows != nil {
+			out.EmbedRows = in.EmbedRows[from:]
+		}
+	}
+	return out
+}
+
+// groundingPositions: every expression's sequence holds its whole prompt.
+func groundingPositions(inputs []bindings.StepInput) []int {
+	n := make([]int, len(inputs))
+	for i, in := range inputs {
+		n[i] = len(in.Tokens)
+	}
+	return n
+}
+
+// groundingStepRows is the larger of grounding's two steps: the shared rows once, then every expression's own.
+func groundingStepRows(inputs []bindings.StepInput, shared int) int {
+	own := 0
+	for _, in := range inputs {
+		own += len(in.Tokens) - shared
+	}
+	return max(shared, own)
 }
 
 // groundingRows appends the forced answer to the prompt rows and marks its final <at> for decoding.

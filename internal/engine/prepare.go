@@ -45,20 +45,6 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 	} else if len(req.Boxes) > 0 {
 		return Prepared{}, fmt.Errorf("%w: boxes need an image (they are in its pixels)", prompt.ErrBadPrompt)
 	}
-	turns := make([]prompt.Turn, len(req.Turns))
-	var order []int
-	for i, t := range req.Turns {
-		turns[i] = t
-		if t.Role != prompt.User {
-			continue
-		}
-		text, refs, err := prompt.ExpandRegions(t.Text, len(req.RegionBoxes))
-		if err != nil {
-			return Prepared{}, err
-		}
-		turns[i].Text = text
-		order = append(order, refs...)
-	}
 	imageTokens := 0
 	if req.ImageFeatures != nil {
 		imageTokens = cfg.ImageTokens()
@@ -67,15 +53,9 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 				imageTokens, cfg.HiddenSize)
 		}
 	}
-	text, err := prompt.Render(turns, imageTokens)
+	p, order, err := promptRows(e.Tok, req.Turns, len(req.RegionBoxes), imageTokens, req.AnswerPrefix)
 	if err != nil {
 		return Prepared{}, err
-	}
-	p := Prepared{IDs: e.Tok.Encode(text, true)}
-	if req.AnswerPrefix != "" {
-		if p.Forced, err = e.forcedPrefix(turns, imageTokens, p.IDs, req.AnswerPrefix); err != nil {
-			return Prepared{}, err
-		}
 	}
 	if imageTokens == 0 && len(order) == 0 {
 		return p, nil
@@ -105,18 +85,44 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 	return p, nil
 }
 
-// forcedPrefix tokenizes the answer prefix in context (the conversation ending "ASSISTANT: prefix") and returns
-// the ids after the prompt's; the prompt's own ids must be a prefix of those, or the split would change them.
-func (e *Engine) forcedPrefix(turns []prompt.Turn, imageTokens int, promptIDs []int32, prefix string) ([]int32, error) {
-	text, err := prompt.Render(append(turns, prompt.Turn{Role: prompt.Assistant, Text: prefix}), imageTokens)
+// promptRows renders and tokenizes a conversation (§2.2 steps 1–2): region references in user turns become
+// <at> <boxes> groups (order: the box index of each group), and the image takes imageTokens rows. The answer
+// prefix, when set, is tokenized in context (the conversation ending "ASSISTANT: prefix") into Forced; the
+// prompt's own ids must be a prefix of those, or the split would change them.
+func promptRows(tok *tokenizer.Tokenizer, turns []prompt.Turn, regionBoxes, imageTokens int, answerPrefix string) (Prepared, []int, error) {
+	expanded := make([]prompt.Turn, len(turns))
+	var order []int
+	for i, t := range turns {
+		expanded[i] = t
+		if t.Role != prompt.User {
+			continue
+		}
+		text, refs, err := prompt.ExpandRegions(t.Text, regionBoxes)
+		if err != nil {
+			return Prepared{}, nil, err
+		}
+		expanded[i].Text = text
+		order = append(order, refs...)
+	}
+	text, err := prompt.Render(expanded, imageTokens)
 	if err != nil {
-		return nil, err
+		return Prepared{}, nil, err
 	}
-	all := e.Tok.Encode(text, true)
-	if len(all) <= len(promptIDs) || !equalIDs(all[:len(promptIDs)], promptIDs) {
-		return nil, fmt.Errorf("%w: the answer prefix %q changes how the prompt before it tokenizes", prompt.ErrBadPrompt, prefix)
+	p := Prepared{IDs: tok.Encode(text, true)}
+	if answerPrefix == "" {
+		return p, order, nil
 	}
-	return all[len(promptIDs):], nil
+	text, err = prompt.Render(append(expanded, prompt.Turn{Role: prompt.Assistant, Text: answerPrefix}), imageTokens)
+	if err != nil {
+		return Prepared{}, nil, err
+	}
+	all := tok.Encode(text, true)
+	if len(all) <= len(p.IDs) || !equalIDs(all[:len(p.IDs)], p.IDs) {
+		return Prepared{}, nil, fmt.Errorf("%w: the answer prefix %q changes how the prompt before it tokenizes",
+			prompt.ErrBadPrompt, answerPrefix)
+	}
+	p.Forced = all[len(p.IDs):]
+	return p, order, nil
 }
 
 func equalIDs(a, b []int32) bool {
