@@ -70,13 +70,17 @@ type Seq struct {
 	handle *C.nc_seq
 }
 
+func (s Sampling) c() C.nc_sampling {
+	return C.nc_sampling{struct_size: C.size_t(C.sizeof_nc_sampling), temperature: C.float(s.Temperature),
+		top_k: C.int32_t(s.TopK), top_p: C.float(s.TopP), repetition_penalty: C.float(s.RepetitionPenalty),
+		seed: C.uint64_t(s.Seed)}
+}
+
 // NewSeq starts an empty sequence in the cache.
 func (c *Cache) NewSeq(s Sampling) (*Seq, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cs := C.nc_sampling{struct_size: C.size_t(C.sizeof_nc_sampling), temperature: C.float(s.Temperature),
-		top_k: C.int32_t(s.TopK), top_p: C.float(s.TopP), repetition_penalty: C.float(s.RepetitionPenalty),
-		seed: C.uint64_t(s.Seed)}
+	cs := s.c()
 	var h *C.nc_seq
 	if err := call(func() C.nc_status { return C.nc_seq_create(c.handle, &cs, &h) }); err != nil {
 		return nil, fmt.Errorf("create sequence: %w", err)
@@ -89,6 +93,17 @@ func (s *Seq) Fork() (*Seq, error) {
 	var h *C.nc_seq
 	if err := call(func() C.nc_status { return C.nc_seq_fork(s.handle, &h) }); err != nil {
 		return nil, fmt.Errorf("fork sequence: %w", err)
+	}
+	return &Seq{handle: h}, nil
+}
+
+// ForkPrefix starts a new request that continues the sequence's first positions (a cached prompt prefix): their
+// cache blocks are shared, copied on write; it samples with s and has no pending location.
+func (s *Seq) ForkPrefix(positions int, sampling Sampling) (*Seq, error) {
+	cs := sampling.c()
+	var h *C.nc_seq
+	if err := call(func() C.nc_status { return C.nc_seq_fork_prefix(s.handle, C.int64_t(positions), &cs, &h) }); err != nil {
+		return nil, fmt.Errorf("fork %d positions: %w", positions, err)
 	}
 	return &Seq{handle: h}, nil
 }

@@ -86,6 +86,16 @@ void check_probe(int32_t threads, double seconds) {
     }
 }
 
+// A sequence's sampling settings, checked.
+nc::SamplingParams sampling_params(const nc_sampling* sampling) {
+    require_out(sampling, "sampling");
+    require_struct(sampling->struct_size, sizeof(nc_sampling), "nc_sampling");
+    const nc::SamplingParams p{sampling->temperature, sampling->top_k, sampling->top_p, sampling->repetition_penalty,
+                               sampling->seed};
+    nc::validate_sampling(p);
+    return p;
+}
+
 }  // namespace
 
 extern "C" {
@@ -345,11 +355,7 @@ nc_status nc_seq_create(nc_cache* cache, const nc_sampling* sampling, nc_seq** o
         require_out(out, "out");
         *out = nullptr;
         require_out(cache, "cache");
-        require_out(sampling, "sampling");
-        require_struct(sampling->struct_size, sizeof(nc_sampling), "nc_sampling");
-        const nc::SamplingParams p{sampling->temperature, sampling->top_k, sampling->top_p,
-                                   sampling->repetition_penalty, sampling->seed};
-        nc::validate_sampling(p);
+        const nc::SamplingParams p = sampling_params(sampling);
         *out = std::make_unique<nc_seq>(cache->cache, p).release();
     });
 }
@@ -360,6 +366,20 @@ nc_status nc_seq_fork(const nc_seq* parent, nc_seq** out) {
         *out = nullptr;
         require_out(parent, "parent");
         *out = std::make_unique<nc_seq>(parent->seq).release();
+    });
+}
+
+nc_status nc_seq_fork_prefix(const nc_seq* parent, int64_t positions, const nc_sampling* sampling, nc_seq** out) {
+    return guarded([&] {
+        require_out(out, "out");
+        *out = nullptr;
+        require_out(parent, "parent");
+        if (positions < 0 || positions > parent->seq.length()) {
+            nc::fail(NC_ERR_INVALID_ARGUMENT, "prefix of " + std::to_string(positions) + " positions from a sequence of " +
+                                                  std::to_string(parent->seq.length()));
+        }
+        const nc::SamplingParams p = sampling_params(sampling);
+        *out = std::make_unique<nc_seq>(parent->seq, positions, p).release();
     });
 }
 

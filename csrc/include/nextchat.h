@@ -450,6 +450,10 @@ NC_API nc_status nc_cache_blocks(const nc_cache* cache, int64_t* free_blocks, in
 NC_API nc_status nc_seq_create(nc_cache* cache, const nc_sampling* sampling, nc_seq** out);
 /* A copy sharing the parent's cached positions (copied on write) and sampler state: for beams and prefixes. */
 NC_API nc_status nc_seq_fork(const nc_seq* parent, nc_seq** out);
+/* A new request that continues the parent's first `positions` positions (a cached prompt prefix, 0 ≤ positions ≤
+ * the parent's length): those cache blocks shared (copied on write), with its own sampling and no pending location.
+ * The parent is unchanged and may be freed at once. */
+NC_API nc_status nc_seq_fork_prefix(const nc_seq* parent, int64_t positions, const nc_sampling* sampling, nc_seq** out);
 NC_API void nc_seq_free(nc_seq* seq);
 /* Positions in the cache; -1 for NULL. */
 NC_API int64_t nc_seq_length(const nc_seq* seq);

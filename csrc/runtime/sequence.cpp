@@ -15,6 +15,16 @@ Sequence::Sequence(const Sequence& parent)
     for (int32_t b : blocks_) cache_->retain(b);
 }
 
+Sequence::Sequence(const Sequence& parent, int64_t positions, const SamplingParams& params)
+    : cache_(parent.cache_),
+      blocks_(parent.blocks_.begin(),
+              parent.blocks_.begin() + (positions + parent.cache_->block_size() - 1) / parent.cache_->block_size()),
+      length_(positions),
+      history_(parent.history_.begin(), parent.history_.begin() + positions),
+      sampler_(params) {
+    for (int32_t b : blocks_) cache_->retain(b);
+}
+
 Sequence::~Sequence() {
     for (int32_t b : blocks_) cache_->release(b);
 }

@@ -15,6 +15,10 @@ class Sequence {
     Sequence(std::shared_ptr<KVCache> cache, const SamplingParams& params);
     // A fork: the same tokens and cache blocks (shared, copied on write), the same sampler state.
     Sequence(const Sequence& parent);
+    // A new request continuing the parent's first `positions` positions (a cached prompt prefix): those blocks
+    // shared, copied on write, the tokens so far, its own sampler and no pending location. 0 ≤ positions ≤ the
+    // parent's length (checked by the caller).
+    Sequence(const Sequence& parent, int64_t positions, const SamplingParams& params);
     ~Sequence();
     Sequence& operator=(const Sequence&) = delete;
 

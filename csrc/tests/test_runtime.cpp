@@ -54,6 +54,26 @@ TEST(Sequence, ForkSharesBlocksAndCopiesOnWrite) {
     EXPECT_EQ(cache->free_blocks(), 6);
 }
 
+TEST(Sequence, PrefixForkSharesOnlyThePrefixBlocks) {
+    const nc_config c = nc_test::small_config();
+    auto cache = std::make_shared<nc::KVCache>(c, 4, 8, NC_DTYPE_F32);
+    auto parent = std::make_unique<nc::Sequence>(cache, nc::SamplingParams{});
+    const std::vector<int32_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    parent->reserve(10);
+    parent->advance(tokens.data(), 10);
+    EXPECT_EQ(cache->free_blocks(), 5);
+    nc::Sequence child(*parent, 6, nc::SamplingParams{});
+    EXPECT_EQ(child.length(), 6);
+    EXPECT_EQ(child.history(), std::vector<int32_t>(tokens.begin(), tokens.begin() + 6));
+    EXPECT_EQ(cache->refcount(parent->blocks()[1]), 2);
+    EXPECT_EQ(cache->refcount(parent->blocks()[2]), 1) << "the third block is past the prefix";
+    EXPECT_TRUE(child.pending_location().empty());
+    parent.reset();
+    EXPECT_EQ(cache->free_blocks(), 6) << "the parent's block past the prefix went back";
+    child.reserve(3);  // positions 6..8: the second block is the child's alone now, written in place
+    EXPECT_EQ(cache->free_blocks(), 5);
+}
+
 // share_local: one instance per loop share (the caller's share 0 included), owned by the pool — so a loop run from
 // another OS thread finds the same caller's instance — and outside any loop each thread's own.
 TEST(ThreadPool, ShareLocalIsPerShareAndOwnedByThePool) {
@@ -287,6 +307,48 @@ TEST_F(Step, ForkContinuesIndependently) {
     EXPECT_LT(max_abs_diff(hc.data(), hf.data() + 5 * config.hidden_size, size_t(config.hidden_size)), 1e-4);
     EXPECT_GT(max_abs_diff(hc.data(), hp.data(), size_t(config.hidden_size)), 1e-3);
     for (nc_seq* s : {parent, child, fresh}) nc_seq_free(s);
+}
+
+// A request continuing a cached prefix computes what a fresh sequence prefilled with the same tokens computes, draws
+// with its own sampling (not the parent's), and leaves the parent as it was.
+TEST_F(Step, PrefixForkContinuesLikeAFreshSequence) {
+    const nc_sampling sampled{sizeof(nc_sampling), 0.9f, 4, 0.95f, 1.3f, 21};
+    nc_seq* parent = nullptr;
+    ASSERT_EQ(nc_seq_create(cache, &sampled, &parent), NC_OK) << nc_last_error();
+    run(parent, {3, 1, 4, 1, 5, 9, 2});  // 7 positions: blocks of 4 leave the prefix of 5 mid-block
+    const nc_sampling other{sizeof(nc_sampling), 1.1f, 0, 0.9f, 1.2f, 33};
+    nc_seq* child = nullptr;
+    ASSERT_EQ(nc_seq_fork_prefix(parent, 5, &other, &child), NC_OK) << nc_last_error();
+    EXPECT_EQ(nc_seq_length(child), 5);
+    nc_seq* fresh = nullptr;
+    ASSERT_EQ(nc_seq_create(cache, &other, &fresh), NC_OK) << nc_last_error();
+    run(fresh, {3, 1, 4, 1, 5});
+    const std::vector<int32_t> next = {6, 8, 11};
+    const int H = config.hidden_size;
+    std::vector<float> hc(3 * size_t(H)), hf(3 * size_t(H));
+    nc_step_input in[2] = {{child, next.data(), 3, nullptr, nullptr, NC_STEP_ALL_HIDDEN | NC_STEP_SAMPLE, nullptr,
+                            hc.data(), -1},
+                           {fresh, next.data(), 3, nullptr, nullptr, NC_STEP_ALL_HIDDEN | NC_STEP_SAMPLE, nullptr,
+                            hf.data(), -1}};
+    ASSERT_EQ(nc_step(model, cache, in, 2), NC_OK) << nc_last_error();
+    EXPECT_LT(max_abs_diff(hc.data(), hf.data(), hc.size()), 1e-5);
+    EXPECT_EQ(in[0].token, in[1].token) << "the child samples with its own settings and seed, like the fresh one";
+    EXPECT_EQ(nc_seq_length(parent), 7);
+    const auto after = run(parent, {7});  // the parent's own 8th position still sees its 7, not the child's rows
+    nc_seq* whole = new_seq();
+    const auto want = run(whole, {3, 1, 4, 1, 5, 9, 2, 7});
+    EXPECT_LT(max_abs_diff(after.data(), want.data() + 7 * H, size_t(H)), 1e-5);
+
+    nc_seq* none = nullptr;
+    EXPECT_EQ(nc_seq_fork_prefix(parent, 9, &other, &none), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(nc_last_error()).find("prefix of 9 positions from a sequence of 8"), std::string::npos)
+        << nc_last_error();
+    EXPECT_EQ(nc_seq_fork_prefix(parent, -1, &other, &none), NC_ERR_INVALID_ARGUMENT);
+    const nc_sampling bad{sizeof(nc_sampling), -1.0f, 0, 1.0f, 1.0f, 0};
+    EXPECT_EQ(nc_seq_fork_prefix(parent, 2, &bad, &none), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(nc_seq_fork_prefix(parent, 2, nullptr, &none), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(none, nullptr);
+    for (nc_seq* s : {parent, child, fresh, whole}) nc_seq_free(s);
 }
 
 // Only the rows marked in embed_rows take the given embedding; unmarked rows (NaN here) are never read.
