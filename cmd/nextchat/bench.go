@@ -28,6 +28,7 @@ func benchmarks() []benchmark {
 	return []benchmark{
 		{"vision", "CLIP tower + projector on synthetic CLIP-normalized images (MODEL_SPEC §1.2, §1.3)", benchVision},
 		{"llm", "LLaMA prefill, then decode (greedy, or sampled with --temperature) with the KV cache at each --batches size (MODEL_SPEC §1.1)", benchLLM},
+		{"chat", "time to the first token of a question about an image, then of a follow-up that continues its cached prefix (engine, real tokenizer)", benchChat},
 		{"sam", "SAM image encoder, then prompt encoder + mask decoder over --prompts locations (MODEL_SPEC §4, §5)", benchSAM},
 	}
 }
@@ -147,19 +148,26 @@ func openBenchModel(o benchOptions) (*modeldir.Dir, *bindings.Model, error) {
 
 // timeRuns runs one untimed warm-up (it also faults the memory-mapped weights in), then repeat timed runs.
 func timeRuns(ctx context.Context, repeat int, run func() error) ([]float64, error) {
-	if err := run(); err != nil {
-		return nil, err
-	}
+	return timeRunsAfter(ctx, repeat, func() error { return nil }, run)
+}
+
+// timeRunsAfter runs setup (untimed) then run, once as a warm-up and repeat times timed.
+func timeRunsAfter(ctx context.Context, repeat int, setup, run func() error) ([]float64, error) {
 	var seconds []float64
-	for range repeat {
+	for i := 0; i <= repeat; i++ {
 		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := setup(); err != nil {
 			return nil, err
 		}
 		start := time.Now()
 		if err := run(); err != nil {
 			return nil, err
 		}
-		seconds = append(seconds, time.Since(start).Seconds())
+		if i > 0 {
+			seconds = append(seconds, time.Since(start).Seconds())
+		}
 	}
 	return seconds, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/config"
 )
 
 // benchLLM measures the language model on the CPU: prefill of a random prompt (compute-bound: % of the FMA
@@ -51,15 +52,9 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 		}
 		return out
 	}
-	var params float64
-	spec, err := bindings.Spec(cfg)
+	params, err := llmParams(cfg)
 	if err != nil {
 		return benchReport{}, err
-	}
-	for _, t := range spec {
-		if t.Component.String() == "llm" && t.Name != "model.embed_tokens.weight" {
-			params += float64(t.NumElements())
-		}
 	}
 	mem, err := m.Memory(kv)
 	if err != nil {
@@ -147,4 +142,19 @@ func benchDecode(ctx context.Context, o benchOptions, m *bindings.Model, cache *
 		return nil
 	})
 	return r, err
+}
+
+// llmParams counts the language model's matrix parameters a token multiplies (embed_tokens is a lookup).
+func llmParams(cfg config.Config) (float64, error) {
+	spec, err := bindings.Spec(cfg)
+	if err != nil {
+		return 0, err
+	}
+	var params float64
+	for _, t := range spec {
+		if t.Component.String() == "llm" && t.Name != "model.embed_tokens.weight" {
+			params += float64(t.NumElements())
+		}
+	}
+	return params, nil
 }

@@ -108,3 +108,28 @@ func TestBenchLLMOnTiny(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Contains(t, stderr, `--kv-dtype: unknown dtype "int8"`)
 }
+
+// The chat benchmark on the tiny preset with the real tokenizer: the follow-up question continues the first one's
+// cached system prompt and image rows, so its report counts only the question's rows as work.
+func TestBenchChatOnTiny(t *testing.T) {
+	dir := realTokenizerModel(t)
+	code, out, stderr := runCLI("bench", "chat", "--model", dir, "--repeat", "2", "--threads", "2",
+		"--probe-seconds", "0.05", "--json")
+	require.Equal(t, 0, code, stderr)
+	var r benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, "chat first question (time to first token, nothing cached)", r.Benchmark)
+	assert.Equal(t, 0, r.Shape["cached_rows"])
+	require.Len(t, r.RunSeconds, 2)
+	require.Len(t, r.Stages, 1)
+	follow := r.Stages[0]
+	assert.Equal(t, "chat follow-up question (time to first token, prefix cached)", follow.Benchmark)
+	rows, cached := follow.Shape["prompt_rows"], follow.Shape["cached_rows"]
+	assert.Greater(t, cached, 16, "the tiny preset's 16 image rows and the system prompt are cached")
+	assert.Less(t, cached, rows)
+	assert.InDelta(t, r.FLOPPerItem/float64(r.Shape["prompt_rows"])*float64(rows-cached), follow.FLOPPerItem, 1)
+
+	code, _, stderr = runCLI("bench", "chat", "--model", benchTiny(t))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "tokenizer")
+}

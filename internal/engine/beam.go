@@ -42,21 +42,23 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 	}
 	g.Forced = append(append([]int32(nil), p.Forced...), g.Forced...)
 	// Every beam is a sequence of its own after the prefill, forked from the prompt's.
-	prompt := make([]int, bp.Beams)
-	for i := range prompt {
-		prompt[i] = len(p.IDs)
+	positions := make([]int, bp.Beams)
+	for i := range positions {
+		positions[i] = len(p.IDs)
 	}
-	if err := e.admit(prompt, g.MaxNewTokens, len(p.IDs)); err != nil {
+	if err := e.admit(positions, g.MaxNewTokens, len(p.IDs)); err != nil {
 		return Result{}, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	root, err := e.cache.NewSeq(bindings.Greedy)
+	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows, Logits: true}
+	rows := e.prefixes.keys(prompt, e.Model.Hidden())
+	root, cached, err := e.startSequence(rows, len(rows)-1, bp.Beams, bindings.Greedy)
 	if err != nil {
 		return Result{}, err
 	}
-	out, err := e.Model.Step(e.cache, []bindings.StepInput{{Seq: root, Tokens: p.IDs, Embeds: p.Embeds,
-		EmbedRows: p.EmbedRows, Logits: true}})
+	prompt.Seq = root
+	out, err := e.Model.Step(e.cache, []bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
 	if err != nil {
 		root.Close()
 		return Result{}, fmt.Errorf("prefill: %w", err)
@@ -137,7 +139,7 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 	}
 	sort.SliceStable(done, func(i, j int) bool { return done[i].score > done[j].score })
 	best := done[0]
-	res := Result{Tokens: best.tokens, Locations: best.locations, Finish: FinishLength}
+	res := Result{Tokens: best.tokens, Locations: best.locations, Finish: FinishLength, CachedRows: cached}
 	if best.tokens[len(best.tokens)-1] == eos {
 		res.Finish = FinishEOS
 	}

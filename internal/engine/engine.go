@@ -36,6 +36,9 @@ type Options struct {
 	// Image caches by content: CLIP features and SAM embeddings (0: 16 and 4; negative: none).
 	FeatureCacheImages int
 	SAMCacheImages     int
+	// PrefixCache: finished sequences kept so that requests sharing their first rows prefill only the rest
+	// (0: MaxSequences; negative: none; at most MaxSequences, whose KV blocks they use between requests).
+	PrefixCache int
 }
 
 // DefaultOptions: CPU, F16 KV cache in blocks of 16.
@@ -73,6 +76,7 @@ type Engine struct {
 	images featureCache // CLIP features by image content
 	// SAM image embeddings by content: the encoder runs once per image, and only for answers with locations.
 	samImages featureCache
+	prefixes  prefixCache // finished sequences by the rows they hold
 }
 
 // Open loads a model directory, reserves its memory plan and allocates the KV cache the plan sizes.
@@ -107,7 +111,44 @@ func Open(path string, o Options) (*Engine, error) {
 		plan.Request.MaxSequences, "kv_dtype", o.KVDType, "host_bytes", plan.HostBytes)
 	return &Engine{Dir: d, Model: m, Tok: tok, Plan: plan, cache: cache,
 		images:    featureCache{capacity: plan.Request.FeatureCacheImages},
-		samImages: featureCache{capacity: plan.Request.SAMCacheImages}}, nil
+		samImages: featureCache{capacity: plan.Request.SAMCacheImages},
+		prefixes:  newPrefixCache(prefixEntries(o.PrefixCache, plan.Request.MaxSequences))}, nil
+}
+
+func prefixEntries(option, sequences int) int {
+	switch {
+	case option < 0:
+		return 0
+	case option == 0:
+		return sequences
+	}
+	return min(option, sequences)
+}
+
+// startSequence gives a request its first sequence: a continuation of the cached one sharing most of its rows (at
+// most limit of them), or a new one; it returns the rows already in the cache. sequences is how many the request
+// runs at once: cached ones beyond the rest of the plan are closed (least recently used first, the one continued
+// last), so the request's blocks are always there.
+func (e *Engine) startSequence(rows []rowKey, limit, sequences int, s bindings.Sampling) (*bindings.Seq, int, error) {
+	defer e.prefixes.trim(e.Plan.Request.MaxSequences - sequences)
+	src, shared := e.prefixes.match(rows, limit)
+	if src == nil {
+		seq, err := e.cache.NewSeq(s)
+		return seq, 0, err
+	}
+	seq, err := src.seq.ForkPrefix(shared, s)
+	if err != nil {
+		return nil, 0, err
+	}
+	slog.Debug("prefix cache hit", "rows", shared, "of", len(rows))
+	return seq, shared, nil
+}
+
+// ClearPrefixCache closes the finished sequences kept for their prefixes, returning their KV blocks.
+func (e *Engine) ClearPrefixCache() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.prefixes.trim(0)
 }
 
 // admit rejects, before any compute, a request whose sequences or rows the plan does not cover: prompt[i] are the
@@ -132,6 +173,7 @@ func (e *Engine) admit(prompt []int, extra, stepRows int) error {
 
 // Close releases the model.
 func (e *Engine) Close() error {
+	e.ClearPrefixCache()
 	e.cache.Close()
 	return e.Model.Close()
 }
@@ -176,6 +218,8 @@ type Result struct {
 	Text      string
 	Locations []Location
 	Finish    string
+	// CachedRows: prompt rows a cached sequence already held (the prefix cache), not computed again.
+	CachedRows int
 }
 
 // ErrEmptyPrompt marks a prepared prompt without rows.
@@ -185,7 +229,7 @@ var ErrEmptyPrompt = errors.New("empty prompt")
 // <at> (the core decodes the box and feeds it back), then greedy or sampled tokens until EOS, a stop string or
 // MaxNewTokens; an <at> that is the last allowed token is still fed so it gets its box. stream, when not nil,
 // receives text as it becomes final.
-func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(delta string) error) (Result, error) {
+func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(delta string) error) (_ Result, err error) {
 	if len(p.IDs) == 0 {
 		return Result{}, ErrEmptyPrompt
 	}
@@ -198,18 +242,27 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	seq, err := e.cache.NewSeq(g.Sampling)
+	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows}
+	rows := e.prefixes.keys(prompt, e.Model.Hidden())
+	seq, cached, err := e.startSequence(rows, len(rows)-1, 1, g.Sampling)
 	if err != nil {
 		return Result{}, err
 	}
-	defer seq.Close()
+	res := Result{CachedRows: cached}
+	defer func() {
+		if err != nil {
+			seq.Close()
+			return
+		}
+		fed := seq.Len() - len(rows)
+		e.prefixes.put(seq, append(rows, generatedKeys(res.Tokens, fed, int32(e.Dir.Config.AtTokenID))...))
+	}()
 	sampleAt := func(generated int) bool { return generated >= len(g.Forced) }
-	out, err := e.Model.Step(e.cache, []bindings.StepInput{{Seq: seq, Tokens: p.IDs, Embeds: p.Embeds,
-		EmbedRows: p.EmbedRows, Sample: sampleAt(0)}})
+	prompt.Seq, prompt.Sample = seq, sampleAt(0)
+	out, err := e.Model.Step(e.cache, []bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
 	if err != nil {
 		return Result{}, fmt.Errorf("prefill: %w", err)
 	}
-	var res Result
 	text := newTextStream(e.Tok, g.Stop, stream)
 	next := out[0].Token
 	atID := int32(e.Dir.Config.AtTokenID)

@@ -52,6 +52,21 @@ func openCase(t *testing.T, c golden.Case, dtype bindings.DType, adjust ...func(
 	return e
 }
 
+// goldenCase is the golden case of that name and its tensors.
+func goldenCase(t *testing.T, name string) (golden.Case, map[string]golden.Tensor) {
+	cases, err := golden.Cases()
+	require.NoError(t, err)
+	for _, c := range cases {
+		if c.Name == name {
+			g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
+			require.NoError(t, err)
+			return c, g
+		}
+	}
+	t.Fatalf("golden case %s not found", name)
+	return golden.Case{}, nil
+}
+
 // request is a golden case as an engine request: the reference's projected image features (the vision tower is
 // tested on its own) and its user boxes, re-indexed by box number.
 func request(t *testing.T, c golden.Case, g map[string]golden.Tensor) Request {
@@ -192,29 +207,19 @@ func TestStreamingAndStopStrings(t *testing.T) {
 
 // An answer prefix is teacher-forced: the golden REC case's "Answer: <at>" gives its forced ids and result.
 func TestAnswerPrefixIsForced(t *testing.T) {
-	cases, err := golden.Cases()
+	c, g := goldenCase(t, "rec_forced_prefix")
+	e := openCase(t, c, bindings.F32)
+	req := request(t, c, g)
+	req.AnswerPrefix = "Answer: <at>"
+	p, err := e.Prepare(req)
 	require.NoError(t, err)
-	for _, c := range cases {
-		if c.Name != "rec_forced_prefix" {
-			continue
-		}
-		g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
-		require.NoError(t, err)
-		e := openCase(t, c, bindings.F32)
-		req := request(t, c, g)
-		req.AnswerPrefix = "Answer: <at>"
-		p, err := e.Prepare(req)
-		require.NoError(t, err)
-		assert.Equal(t, c.ForcedIDs, p.Forced)
-		gp := params(c)
-		gp.Forced = nil
-		res, err := e.Run(context.Background(), p, gp, nil)
-		require.NoError(t, err)
-		assert.Equal(t, int32s(g["gen.tokens"].I64), res.Tokens)
-		require.Len(t, res.Locations, 1)
-		return
-	}
-	t.Fatal("golden case rec_forced_prefix not found")
+	assert.Equal(t, c.ForcedIDs, p.Forced)
+	gp := params(c)
+	gp.Forced = nil
+	res, err := e.Run(context.Background(), p, gp, nil)
+	require.NoError(t, err)
+	assert.Equal(t, int32s(g["gen.tokens"].I64), res.Tokens)
+	require.Len(t, res.Locations, 1)
 }
 
 func TestRunRejectsBadParams(t *testing.T) {
@@ -277,28 +282,18 @@ func TestBeamSearch(t *testing.T) {
 // Grounding mode equals the reference's teacher-forced REC answer: the same box from one batched prefill,
 // whatever else is grounded alongside.
 func TestGroundMatchesTeacherForcedReference(t *testing.T) {
-	cases, err := golden.Cases()
+	c, g := goldenCase(t, "rec_teacher_forced")
+	e := openCase(t, c, bindings.F32)
+	expr := strings.TrimSuffix(strings.TrimPrefix(c.Prompt, "Where is "), " in the image?")
+	locs, err := e.Ground(context.Background(), nil, g["proj.out"].F32, []string{"a small cat", expr, "the sky"})
 	require.NoError(t, err)
-	for _, c := range cases {
-		if c.Name != "rec_teacher_forced" {
-			continue
-		}
-		g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
-		require.NoError(t, err)
-		e := openCase(t, c, bindings.F32)
-		expr := strings.TrimSuffix(strings.TrimPrefix(c.Prompt, "Where is "), " in the image?")
-		locs, err := e.Ground(context.Background(), nil, g["proj.out"].F32, []string{"a small cat", expr, "the sky"})
-		require.NoError(t, err)
-		require.Len(t, locs, 3)
-		want := g["gen.boxes"].F32
-		for j := range locs[1].Box {
-			assert.InDelta(t, want[j], locs[1].Box[j], 1e-4)
-		}
-		assert.Less(t, golden.NMSE(locs[1].Hidden, g["gen.at_hidden"].F32), 1e-6)
-		assert.NotEqual(t, locs[0].Box, locs[1].Box)
-		return
+	require.Len(t, locs, 3)
+	want := g["gen.boxes"].F32
+	for j := range locs[1].Box {
+		assert.InDelta(t, want[j], locs[1].Box[j], 1e-4)
 	}
-	t.Fatal("golden case rec_teacher_forced not found")
+	assert.Less(t, golden.NMSE(locs[1].Hidden, g["gen.at_hidden"].F32), 1e-6)
+	assert.NotEqual(t, locs[0].Box, locs[1].Box)
 }
 
 // Grounding several expressions prefills the rows they share once: each box is the one its expression gets alone,
@@ -311,7 +306,7 @@ func TestGroundSharesTheCommonPrompt(t *testing.T) {
 	g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
 	require.NoError(t, err)
 	exprs := []string{"a small cat", "the dog on the left", "the sky"}
-	alone := openCase(t, c, bindings.F32)
+	alone := openCase(t, c, bindings.F32, noPrefixCache)
 	want := make([]Location, len(exprs))
 	longest := 0
 	for i, expr := range exprs {
@@ -343,6 +338,7 @@ func TestGroundSharesTheCommonPrompt(t *testing.T) {
 		}
 		assert.Less(t, golden.NMSE(got[i].Hidden, want[i].Hidden), 1e-9, exprs[i])
 	}
+	shared.ClearPrefixCache()
 	free, total, err := shared.cache.Blocks()
 	require.NoError(t, err)
 	assert.Equal(t, total, free, "every sequence and shared block was released")

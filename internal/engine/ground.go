@@ -55,18 +55,22 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.startGrounding(inputs, shared, hidden); err != nil {
+	rows := e.prefixes.keys(inputs[0], hidden)
+	start, err := e.startGrounding(inputs, rows, shared, hidden)
+	if err != nil {
 		return nil, err
 	}
-	defer closeSeqs(inputs)
 	suffixes := make([]bindings.StepInput, len(inputs))
 	for i, in := range inputs {
-		suffixes[i] = rowsFrom(in, shared, hidden)
+		suffixes[i] = rowsFrom(in, start, hidden)
 	}
 	out, err := e.Model.Step(e.cache, suffixes)
 	if err != nil {
+		closeSeqs(inputs)
 		return nil, fmt.Errorf("grounding step: %w", err)
 	}
+	e.prefixes.put(inputs[0].Seq, rows)
+	closeSeqs(inputs[1:])
 	locs := make([]Location, len(exprs))
 	for i, o := range out {
 		locs[i] = Location{TokenIndex: len(inputs[i].Tokens) - 1, Box: o.Boxes[0], Hidden: o.AtHidden}
@@ -114,39 +118,50 @@ func groundingTurns(expr string) []prompt.Turn {
 	return []prompt.Turn{{Role: prompt.User, Text: fmt.Sprintf(GroundingQuestion, expr)}}
 }
 
-// startGrounding gives every input its sequence. The rows all expressions share (the system prompt, the image,
-// the question's first words) are prefilled once and the sequence forked for the others: its cache blocks are
-// shared, not recomputed (the last partial block is copied on the first write). Prefill attends to what the KV
-// cache holds either way, so the boxes are those of one prefill per expression.
-func (e *Engine) startGrounding(inputs []bindings.StepInput, shared, hidden int) error {
-	root, err := e.cache.NewSeq(bindings.Greedy)
+// startGrounding gives every input its sequence and returns the row their own step starts from. The first input's
+// continues a cached sequence holding its first rows where there is one (the prefix cache; rows are its keys).
+// The rows all expressions share (the system prompt, the image, the question's first words) are prefilled once in
+// it and it is forked for the others: its cache blocks are shared, not recomputed (the last partial block is copied
+// on the first write). Prefill attends to what the KV cache holds either way, so the boxes are those of one
+// prefill per expression.
+func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shared, hidden int) (int, error) {
+	limit := shared
+	if len(inputs) == 1 {
+		limit = len(rows) - 1
+	}
+	root, cached, err := e.startSequence(rows, limit, len(inputs), bindings.Greedy)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	inputs[0].Seq = root
-	if shared > 0 {
-		prefix := rowsFrom(inputs[0], 0, hidden)
-		prefix.Tokens, prefix.Locate = prefix.Tokens[:shared], nil
+	start := max(shared, cached)
+	if start > cached {
+		prefix := rowsFrom(inputs[0], cached, hidden)
+		n := start - cached
+		prefix.Tokens, prefix.Locate = prefix.Tokens[:n], nil
 		if prefix.Embeds != nil {
-			prefix.Embeds, prefix.EmbedRows = prefix.Embeds[:shared*hidden], prefix.EmbedRows[:shared]
+			prefix.Embeds = prefix.Embeds[:n*hidden]
+			if prefix.EmbedRows != nil {
+				prefix.EmbedRows = prefix.EmbedRows[:n]
+			}
 		}
 		if _, err := e.Model.Step(e.cache, []bindings.StepInput{prefix}); err != nil {
 			closeSeqs(inputs)
-			return fmt.Errorf("grounding prefix: %w", err)
+			return 0, fmt.Errorf("grounding prefix: %w", err)
 		}
 	}
 	for i := 1; i < len(inputs); i++ {
-		if shared > 0 {
+		if start > 0 {
 			inputs[i].Seq, err = root.Fork()
 		} else {
 			inputs[i].Seq, err = e.cache.NewSeq(bindings.Greedy)
 		}
 		if err != nil {
 			closeSeqs(inputs[:i])
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return start, nil
 }
 
 // sharedRows is how many leading rows every input has in common — the same token, and the same embedding where
@@ -193,7 +208,10 @@ func embedsRow(in bindings.StepInput, r int) bool {
 
 // rowsFrom is the input's rows from row `from` on, for the same sequence.
 func rowsFrom(in bindings.StepInput, from, hidden int) bindings.StepInput {
-	out := bindings.StepInput{Seq: in.Seq, Tokens: in.Tokens[from:], Locate: in.Locate[from:]}
+	out := bindings.StepInput{Seq: in.Seq, Tokens: in.Tokens[from:], Sample: in.Sample, Logits: in.Logits}
+	if in.Locate != nil {
+		out.Locate = in.Locate[from:]
+	}
 	if in.Embeds != nil {
 		out.Embeds = in.Embeds[from*hidden:]
 		if in.EmbedRows != nil {

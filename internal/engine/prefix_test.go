@@ -1,0 +1,178 @@
+package engine
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/golden"
+	"github.com/nextchat/nextchat/internal/prompt"
+)
+
+func noPrefixCache(o *Options) { o.PrefixCache = -1 }
+
+// A request starting with rows an earlier one held continues its sequence — another question about the same image,
+// the next turn of the conversation, a sampled request, a beam search, grounding — and gives what an engine without
+// the cache gives, reporting the prompt rows it did not compute.
+func TestPrefixCacheContinuesEarlierRequests(t *testing.T) {
+	c, g := goldenCase(t, "plain_greedy")
+	cached := openCase(t, c, bindings.F32)
+	fresh := openCase(t, c, bindings.F32, noPrefixCache)
+	features := g["proj.out"].F32
+	imageRows := cached.Config().ImageTokens()
+	user := func(text string) prompt.Turn { return prompt.Turn{Role: prompt.User, Text: text} }
+	greedy := GenParams{MaxNewTokens: 12, Sampling: bindings.Greedy}
+	sampled := GenParams{MaxNewTokens: 12, Sampling: bindings.Sampling{Temperature: 0.9, TopK: 8, TopP: 0.9,
+		RepetitionPenalty: 1.2, Seed: 77}}
+
+	first, err := cached.Prepare(Request{Turns: []prompt.Turn{user("What is in the image?")}, ImageFeatures: features})
+	require.NoError(t, err)
+	a1, err := cached.Run(context.Background(), first, greedy, nil)
+	require.NoError(t, err)
+	assert.Zero(t, a1.CachedRows, "nothing cached yet")
+	conversation, err := cached.Prepare(Request{Turns: []prompt.Turn{user("What is in the image?"),
+		{Role: prompt.Assistant, Text: a1.Text}, user("And what colour is it?")}, ImageFeatures: features})
+	require.NoError(t, err)
+	other, err := cached.Prepare(Request{Turns: []prompt.Turn{user("Is there a dog?")}, ImageFeatures: features})
+	require.NoError(t, err)
+
+	tests := []struct {
+		name      string
+		p         Prepared
+		g         GenParams
+		beams     int
+		minCached int
+	}{
+		{"another question about the image", other, greedy, 0, imageRows},
+		{"the next turn", conversation, greedy, 0, len(first.IDs)},
+		{"sampled", other, sampled, 0, len(other.IDs) - 1},
+		{"beam search", first, greedy, 3, len(first.IDs) - 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(e *Engine) Result {
+				var res Result
+				var err error
+				if tc.beams > 0 {
+					res, err = e.RunBeams(context.Background(), tc.p, tc.g, BeamParams{Beams: tc.beams, LengthPenalty: 1})
+				} else {
+					res, err = e.Run(context.Background(), tc.p, tc.g, nil)
+				}
+				require.NoError(t, err)
+				return res
+			}
+			want, got := run(fresh), run(cached)
+			assert.Zero(t, want.CachedRows)
+			assert.GreaterOrEqual(t, got.CachedRows, tc.minCached)
+			assert.Less(t, got.CachedRows, len(tc.p.IDs), "at least the last prompt row is computed")
+			assert.Equal(t, want.Tokens, got.Tokens)
+			assert.Equal(t, want.Text, got.Text)
+			require.Len(t, got.Locations, len(want.Locations))
+			for i := range got.Locations {
+				for j := range got.Locations[i].Box {
+					assert.InDelta(t, want.Locations[i].Box[j], got.Locations[i].Box[j], 1e-5)
+				}
+			}
+		})
+	}
+
+	exprs := []string{"the red circle", "the blue square"}
+	want, err := fresh.Ground(context.Background(), nil, features, exprs)
+	require.NoError(t, err)
+	got, err := cached.Ground(context.Background(), nil, features, exprs)
+	require.NoError(t, err)
+	for i := range got {
+		for j := range got[i].Box {
+			assert.InDelta(t, want[i].Box[j], got[i].Box[j], 1e-5, exprs[i])
+		}
+		assert.Less(t, golden.NMSE(got[i].Hidden, want[i].Hidden), 1e-9, exprs[i])
+	}
+
+	cached.ClearPrefixCache()
+	free, total, err := cached.cache.Blocks()
+	require.NoError(t, err)
+	assert.Equal(t, total, free, "clearing the cache returns every block")
+}
+
+// Cached sequences use the plan's KV blocks between requests and give them back as requests need them: with room
+// for two sequences of a short context, requests filling their context — one, two beams, two expressions — in turn
+// never find the KV cache full.
+func TestPrefixCacheStaysWithinThePlan(t *testing.T) {
+	c, g := goldenCase(t, "plain_greedy")
+	const ctxTokens = 96
+	e := openCase(t, c, bindings.F32, func(o *Options) { o.ContextTokens, o.MaxSequences = ctxTokens, 2 })
+	assert.Equal(t, 2, e.prefixes.capacity)
+	features := g["proj.out"].F32
+	questions := []string{"What is in the image?", "Describe it.", "Is there a dog in the picture?", "Why?"}
+	for round := 0; round < 2; round++ {
+		for i, q := range questions {
+			p, err := e.Prepare(Request{Turns: []prompt.Turn{{Role: prompt.User, Text: q}}, ImageFeatures: features})
+			require.NoError(t, err)
+			gp := GenParams{MaxNewTokens: ctxTokens - len(p.IDs), Sampling: bindings.Sampling{Temperature: 1, TopP: 1,
+				RepetitionPenalty: 1, Seed: uint64(i)}}
+			if i%2 == 0 {
+				_, err = e.Run(context.Background(), p, gp, nil)
+			} else {
+				_, err = e.RunBeams(context.Background(), p, GenParams{MaxNewTokens: gp.MaxNewTokens,
+					Sampling: bindings.Greedy}, BeamParams{Beams: 2, LengthPenalty: 1})
+			}
+			require.NoError(t, err, "round %d, %q", round, q)
+			assert.LessOrEqual(t, len(e.prefixes.entries), 2)
+		}
+		_, err := e.Ground(context.Background(), nil, features, []string{"a cat", "the sky"})
+		require.NoError(t, err)
+	}
+}
+
+func TestPrefixCacheMatch(t *testing.T) {
+	k := func(tokens ...int32) []rowKey {
+		rows := make([]rowKey, len(tokens))
+		for i, tok := range tokens {
+			rows[i].token = tok
+		}
+		return rows
+	}
+	tests := []struct {
+		name       string
+		cached     [][]rowKey
+		rows       []rowKey
+		limit      int
+		wantEntry  int // index into cached; -1: none
+		wantShared int
+	}{
+		{"longest prefix wins", [][]rowKey{k(1, 2, 9), k(1, 2, 3, 4), k(1, 5)}, k(1, 2, 3, 7), 3, 1, 3},
+		{"limit caps it", [][]rowKey{k(1, 2, 3, 4)}, k(1, 2, 3, 4), 3, 0, 3},
+		{"nothing shared", [][]rowKey{k(5, 6)}, k(1, 2), 1, -1, 0},
+		{"embedding differs", [][]rowKey{{{token: 1}, {token: 7, embeds: 3}}}, []rowKey{{token: 1}, {token: 7, embeds: 4}, {token: 2}}, 2, 0, 1},
+		{"a generated <boxes> never matches", [][]rowKey{{{token: 1}, unmatchable}}, []rowKey{{token: 1}, {token: 51}, {token: 3}}, 2, 0, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := prefixCache{capacity: len(tc.cached)}
+			entries := make([]*prefixEntry, len(tc.cached))
+			for i, rows := range tc.cached {
+				entries[i] = &prefixEntry{rows: rows}
+				c.entries = append(c.entries, entries[i])
+			}
+			got, shared := c.match(tc.rows, tc.limit)
+			assert.Equal(t, tc.wantShared, shared)
+			assert.Len(t, c.entries, len(tc.cached), "matching keeps every entry")
+			if tc.wantEntry < 0 {
+				assert.Nil(t, got)
+				assert.Equal(t, entries, c.entries, "order unchanged")
+				return
+			}
+			assert.Same(t, entries[tc.wantEntry], got)
+			assert.Same(t, got, c.entries[len(c.entries)-1], "the match becomes the most recently used")
+		})
+	}
+}
+
+func TestGeneratedKeys(t *testing.T) {
+	const at = 50
+	got := generatedKeys([]int32{7, at, 51, 9, 2}, 4, at)
+	assert.Equal(t, []rowKey{{token: 7}, {token: at}, unmatchable, {token: 9}}, got)
+}
