@@ -101,7 +101,7 @@ func PlanGrounding(dir string, exprs []string) (GroundingNeeds, error) {
 	}
 	inputs := make([]bindings.StepInput, len(exprs))
 	for i, expr := range exprs {
-		p, _, err := promptRows(tok, groundingTurns(expr), 0, d.Config.ImageTokens(), groundingAnswer)
+		p, _, err := promptRows(tok, groundingTurns(expr), nil, d.Config.ImageTokens(), groundingAnswer)
 		if err != nil {
 			return GroundingNeeds{}, fmt.Errorf("expression %d: %w", i, err)
 		}

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -175,4 +177,64 @@ func TestGeneratedKeys(t *testing.T) {
 	const at = 50
 	got := generatedKeys([]int32{7, at, 51, 9, 2}, 4, at)
 	assert.Equal(t, []rowKey{{token: 7}, {token: at}, unmatchable, {token: 9}}, got)
+}
+
+// The next turn after an answer with locations: the earlier answer goes back with its boxes (prompt.Turn.Boxes),
+// its <boxes> rows take loc_encoder of them as they did when generated, and the cache continues the conversation up
+// to the answer's first generated <boxes> row (whose embedding Go never saw).
+func TestNextTurnAfterLocations(t *testing.T) {
+	c, g := goldenCase(t, "grounded_caption_two_at")
+	cached := openCase(t, c, bindings.F32)
+	fresh := openCase(t, c, bindings.F32, noPrefixCache)
+	first, err := cached.Prepare(request(t, c, g))
+	require.NoError(t, err)
+	answer, err := cached.Run(context.Background(), first, params(c), nil)
+	require.NoError(t, err)
+	require.Len(t, answer.Locations, 2)
+	require.Equal(t, 2, strings.Count(answer.Text, prompt.Location), answer.Text)
+	boxes := make([][4]float32, len(answer.Locations))
+	for i, l := range answer.Locations {
+		boxes[i] = l.Box
+	}
+	next := request(t, c, g)
+	next.Turns = append(next.Turns, prompt.Turn{Role: prompt.Assistant, Text: answer.Text, Boxes: boxes},
+		prompt.Turn{Role: prompt.User, Text: "And what is next to the second one?"})
+	p, err := cached.Prepare(next)
+	require.NoError(t, err)
+	embeds, err := cached.Model.EncodeBoxes(boxes)
+	require.NoError(t, err)
+	H, slot := cached.Model.Hidden(), 0
+	for r, id := range p.IDs {
+		if id == int32(cached.Config().BoxesTokenID) {
+			require.True(t, p.EmbedRows[r])
+			assert.Equal(t, embeds[slot*H:(slot+1)*H], p.Embeds[r*H:(r+1)*H], "<boxes> row %d takes box %d", r, slot)
+			slot++
+		}
+	}
+	assert.Equal(t, 2, slot)
+
+	want, err := fresh.Run(context.Background(), p, params(c), nil)
+	require.NoError(t, err)
+	got, err := cached.Run(context.Background(), p, params(c), nil)
+	require.NoError(t, err)
+	assert.Equal(t, want.Tokens, got.Tokens)
+	firstBoxes := len(first.IDs) + slices.Index(answer.Tokens, int32(cached.Config().BoxesTokenID))
+	assert.Equal(t, firstBoxes, got.CachedRows, "continued up to the answer's first generated <boxes>")
+
+	for _, tc := range []struct {
+		name  string
+		turns []prompt.Turn
+		want  string
+	}{
+		{"fewer boxes than locations", []prompt.Turn{{Role: prompt.User, Text: "q"},
+			{Role: prompt.Assistant, Text: answer.Text, Boxes: boxes[:1]}, {Role: prompt.User, Text: "q2"}},
+			"turn 1 has 2 location(s) but 1 box(es)"},
+		{"boxes on a user turn", []prompt.Turn{{Role: prompt.User, Text: "q", Boxes: boxes}}, "region boxes, referred to as [i]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := cached.Prepare(Request{Turns: tc.turns})
+			require.ErrorIs(t, err, prompt.ErrBadPrompt)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
 }

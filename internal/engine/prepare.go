@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/imageproc"
@@ -53,11 +54,11 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 				imageTokens, cfg.HiddenSize)
 		}
 	}
-	p, order, err := promptRows(e.Tok, req.Turns, len(req.RegionBoxes), imageTokens, req.AnswerPrefix)
+	p, boxes, err := promptRows(e.Tok, req.Turns, req.RegionBoxes, imageTokens, req.AnswerPrefix)
 	if err != nil {
 		return Prepared{}, err
 	}
-	if imageTokens == 0 && len(order) == 0 {
+	if imageTokens == 0 && len(boxes) == 0 {
 		return p, nil
 	}
 	H := cfg.HiddenSize
@@ -66,13 +67,9 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 	if err := spliceImage(p, req.ImageFeatures, imageTokens, H); err != nil {
 		return Prepared{}, err
 	}
-	if len(order) > 0 {
-		if len(order) > e.Plan.Request.MaxLocations {
-			return Prepared{}, e.tooManyBoxes(len(order))
-		}
-		boxes := make([][4]float32, len(order))
-		for k, i := range order {
-			boxes[k] = req.RegionBoxes[i]
+	if len(boxes) > 0 {
+		if len(boxes) > e.Plan.Request.MaxLocations {
+			return Prepared{}, e.tooManyBoxes(len(boxes))
 		}
 		embeds, err := e.Model.EncodeBoxes(boxes)
 		if err != nil {
@@ -86,23 +83,36 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 }
 
 // promptRows renders and tokenizes a conversation (§2.2 steps 1–2): region references in user turns become
-// <at> <boxes> groups (order: the box index of each group), and the image takes imageTokens rows. The answer
-// prefix, when set, is tokenized in context (the conversation ending "ASSISTANT: prefix") into Forced; the
-// prompt's own ids must be a prefix of those, or the split would change them.
-func promptRows(tok *tokenizer.Tokenizer, turns []prompt.Turn, regionBoxes, imageTokens int, answerPrefix string) (Prepared, []int, error) {
+// <at> <boxes> groups, and the image takes imageTokens rows. It returns the box of every <boxes> row in order: the
+// referenced region boxes of user turns, the given boxes of earlier answers. The answer prefix, when set, is
+// tokenized in context (the conversation ending "ASSISTANT: prefix") into Forced; the prompt's own ids must be a
+// prefix of those, or the split would change them.
+func promptRows(tok *tokenizer.Tokenizer, turns []prompt.Turn, regionBoxes [][4]float32, imageTokens int,
+	answerPrefix string) (Prepared, [][4]float32, error) {
 	expanded := make([]prompt.Turn, len(turns))
-	var order []int
+	var boxes [][4]float32
 	for i, t := range turns {
 		expanded[i] = t
 		if t.Role != prompt.User {
+			if n := strings.Count(t.Text, prompt.BoxesSlot); n != len(t.Boxes) {
+				return Prepared{}, nil, fmt.Errorf("%w: turn %d has %d location(s) but %d box(es)", prompt.ErrBadPrompt, i,
+					n, len(t.Boxes))
+			}
+			boxes = append(boxes, t.Boxes...)
 			continue
 		}
-		text, refs, err := prompt.ExpandRegions(t.Text, regionBoxes)
+		if len(t.Boxes) > 0 {
+			return Prepared{}, nil, fmt.Errorf("%w: turn %d: a user turn's boxes are region boxes, referred to as [i]",
+				prompt.ErrBadPrompt, i)
+		}
+		text, refs, err := prompt.ExpandRegions(t.Text, len(regionBoxes))
 		if err != nil {
 			return Prepared{}, nil, err
 		}
 		expanded[i].Text = text
-		order = append(order, refs...)
+		for _, r := range refs {
+			boxes = append(boxes, regionBoxes[r])
+		}
 	}
 	text, err := prompt.Render(expanded, imageTokens)
 	if err != nil {
@@ -110,7 +120,7 @@ func promptRows(tok *tokenizer.Tokenizer, turns []prompt.Turn, regionBoxes, imag
 	}
 	p := Prepared{IDs: tok.Encode(text, true)}
 	if answerPrefix == "" {
-		return p, order, nil
+		return p, boxes, nil
 	}
 	text, err = prompt.Render(append(expanded, prompt.Turn{Role: prompt.Assistant, Text: answerPrefix}), imageTokens)
 	if err != nil {
@@ -122,7 +132,7 @@ func promptRows(tok *tokenizer.Tokenizer, turns []prompt.Turn, regionBoxes, imag
 			prompt.ErrBadPrompt, answerPrefix)
 	}
 	p.Forced = all[len(p.IDs):]
-	return p, order, nil
+	return p, boxes, nil
 }
 
 func equalIDs(a, b []int32) bool {

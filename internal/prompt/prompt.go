@@ -20,8 +20,10 @@ const (
 	imStart          = "<im_start>"
 	imPatch          = "<im_patch>"
 	imEnd            = "<im_end>"
+	// BoxesSlot is the token whose row carries a box's embedding (§2.2 step 4).
+	BoxesSlot = "<boxes>"
 	// Location is one location's token group: the <at> trigger and the <boxes> slot (§2.1).
-	Location = "<at> <boxes>"
+	Location = "<at> " + BoxesSlot
 )
 
 // Role of a turn.
@@ -36,6 +38,10 @@ const (
 type Turn struct {
 	Role Role
 	Text string
+	// Boxes: in an assistant turn (an earlier answer), the box of each "<at> <boxes>" group of Text in order —
+	// normalized xyxy in the expand2square frame (§3.3), as the answer's locations were decoded. Its <boxes> rows
+	// take loc_encoder of them, the embedding the model was fed when it generated them (§2.3).
+	Boxes [][4]float32
 }
 
 // ErrBadPrompt marks a conversation that cannot be rendered (roles out of order, bad region references).

@@ -9,7 +9,7 @@ import (
 )
 
 func TestRenderSingleTurnWithImage(t *testing.T) {
-	got, err := Render([]Turn{{User, "Where is the dog in the image?"}}, 2)
+	got, err := Render([]Turn{{Role: User, Text: "Where is the dog in the image?"}}, 2)
 	require.NoError(t, err)
 	assert.Equal(t, System+" USER: <im_start><im_patch><im_patch><im_end> Where is the dog in the image? ASSISTANT:", got)
 }
@@ -21,12 +21,12 @@ func TestRender(t *testing.T) {
 		image int
 		want  string
 	}{
-		{"text only", []Turn{{User, "hi"}}, 0, System + " USER: hi ASSISTANT:"},
-		{"multi-turn", []Turn{{User, "q1"}, {Assistant, "a1"}, {User, "q2"}}, 0,
+		{"text only", []Turn{{Role: User, Text: "hi"}}, 0, System + " USER: hi ASSISTANT:"},
+		{"multi-turn", []Turn{{Role: User, Text: "q1"}, {Role: Assistant, Text: "a1"}, {Role: User, Text: "q2"}}, 0,
 			System + " USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT:"},
-		{"answer prefix", []Turn{{User, "Where is the cat?"}, {Assistant, "Answer: <at> <boxes> ."}}, 0,
+		{"answer prefix", []Turn{{Role: User, Text: "Where is the cat?"}, {Role: Assistant, Text: "Answer: <at> <boxes> ."}}, 0,
 			System + " USER: Where is the cat? ASSISTANT: Answer: <at> <boxes> ."},
-		{"explicit image placeholder kept in place", []Turn{{User, "Look: <image> what?"}}, 1,
+		{"explicit image placeholder kept in place", []Turn{{Role: User, Text: "Look: <image> what?"}}, 1,
 			System + " USER: Look: <im_start><im_patch><im_end> what? ASSISTANT:"},
 	}
 	for _, tc := range tests {
@@ -39,7 +39,7 @@ func TestRender(t *testing.T) {
 }
 
 func TestRenderImageTokenCountFromConfig(t *testing.T) {
-	got, err := Render([]Turn{{User, "x"}}, 576)
+	got, err := Render([]Turn{{Role: User, Text: "x"}}, 576)
 	require.NoError(t, err)
 	assert.Equal(t, 576, strings.Count(got, "<im_patch>"))
 }
@@ -47,9 +47,9 @@ func TestRenderImageTokenCountFromConfig(t *testing.T) {
 func TestRenderRejects(t *testing.T) {
 	for name, turns := range map[string][]Turn{
 		"empty":            nil,
-		"assistant first":  {{Assistant, "a"}},
-		"two user turns":   {{User, "a"}, {User, "b"}},
-		"image, no pixels": {{User, "<image> what?"}},
+		"assistant first":  {{Role: Assistant, Text: "a"}},
+		"two user turns":   {{Role: User, Text: "a"}, {Role: User, Text: "b"}},
+		"image, no pixels": {{Role: User, Text: "<image> what?"}},
 	} {
 		_, err := Render(turns, 0)
 		assert.ErrorIs(t, err, ErrBadPrompt, name)
