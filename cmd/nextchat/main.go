@@ -27,6 +27,7 @@ type command struct {
 
 // env is what a command writes to; tests substitute buffers.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 }
 
@@ -38,14 +39,14 @@ func usageError(format string, args ...any) error {
 }
 
 func commands() []command {
-	cmds := []command{benchCommand(), convertCommand(), versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand(), groundCommand()}
+	cmds := []command{benchCommand(), convertCommand(), versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand(), groundCommand(), chatCommand()}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], &env{stdout: os.Stdout, stderr: os.Stderr})
+	code := run(ctx, os.Args[1:], &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr})
 	stop()
 	os.Exit(code)
 }

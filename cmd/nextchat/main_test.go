@@ -14,8 +14,13 @@ import (
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
+	return runCLIInput("", args...)
+}
+
+// runCLIInput runs a command line with stdin.
+func runCLIInput(stdin string, args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
-	code = run(context.Background(), args, &env{stdout: &out, stderr: &errOut})
+	code = run(context.Background(), args, &env{stdin: strings.NewReader(stdin), stdout: &out, stderr: &errOut})
 	return code, out.String(), errOut.String()
 }
 
@@ -211,4 +216,22 @@ func TestRunWithImageAndGround(t *testing.T) {
 	for _, v := range got[0].BoxPixel {
 		assert.True(t, v >= 0 && v <= 64, "clipped to the image: %v", *got[0].BoxPixel)
 	}
+}
+
+// chat answers one question per line in one conversation: an empty line is skipped, a question the plan or the
+// prompt rules refuse gets an error on stderr and the conversation goes on, /reset starts over.
+func TestChat(t *testing.T) {
+	dir := realTokenizerModel(t)
+	image := filepath.Join("..", "..", "testdata", "images", "wide_64x48.png")
+	questions := "What is in the image?\n\nWhat is region [3]?\nWhat is region [0]?\n/reset\nWhere is the red circle?\n"
+	code, out, stderr := runCLIInput(questions, "chat", "--model", dir, "--image", image, "--box", "10,5,40,30",
+		"--max-new-tokens", "5", "--no-mask", "--ctx", "1024")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "error: invalid prompt: region [3] refers to box 3, but 1 box(es) were given")
+	assert.Contains(t, out, "(conversation reset)")
+	assert.Equal(t, 3, strings.Count(out, "\n\n"), "three answers, each ended by a blank line:\n%s", out)
+
+	code, _, stderr = runCLIInput("hi\n", "chat", "--model", dir, "extra")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, stderr, "reads its questions from stdin")
 }

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/golden"
+	"github.com/nextchat/nextchat/internal/imageproc"
 	"github.com/nextchat/nextchat/internal/prompt"
 )
 
@@ -237,4 +240,37 @@ func TestNextTurnAfterLocations(t *testing.T) {
 			assert.Contains(t, err.Error(), tc.want)
 		})
 	}
+}
+
+// A conversation asks each question after the earlier turns, answers with their boxes included, and gives what the
+// same conversation gives on an engine without the prefix cache while prefilling only each turn's new rows.
+func TestConversationRemembersAnswersAndTheirBoxes(t *testing.T) {
+	c, _ := goldenCase(t, "grounded_caption_two_at")
+	f, err := os.Open(filepath.Join(golden.Root(), c.Image))
+	require.NoError(t, err)
+	img, _, err := imageproc.Decode(f, imageproc.Options{})
+	f.Close()
+	require.NoError(t, err)
+	e := openCase(t, c, bindings.F32)
+	cached := e.NewConversation(img, nil)
+	fresh := openCase(t, c, bindings.F32, noPrefixCache).NewConversation(img, nil)
+	questions := []string{c.Prompt, "What is next to the first one?", "And behind it?"}
+	for i, q := range questions {
+		want, err := fresh.Ask(context.Background(), q, params(c), nil)
+		require.NoError(t, err)
+		got, err := cached.Ask(context.Background(), q, params(c), nil)
+		require.NoError(t, err)
+		assert.Equal(t, want.Tokens, got.Tokens, "turn %d", i)
+		if i > 0 {
+			assert.Greater(t, got.CachedRows, e.Config().ImageTokens(), "turn %d continues the conversation", i)
+		}
+	}
+	turns := cached.Turns()
+	require.Len(t, turns, 2*len(questions))
+	first := turns[1]
+	assert.Equal(t, prompt.Assistant, first.Role)
+	assert.Len(t, first.Boxes, strings.Count(first.Text, prompt.BoxesSlot))
+	assert.NotEmpty(t, first.Boxes, "the golden case's answer has locations")
+	cached.Reset()
+	assert.Empty(t, cached.Turns())
 }
