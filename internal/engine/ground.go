@@ -37,15 +37,15 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 			return nil, err
 		}
 	}
+	hidden := e.Model.Hidden()
 	inputs := make([]bindings.StepInput, len(exprs))
 	for i, expr := range exprs {
 		p, err := e.Prepare(Request{Turns: groundingTurns(expr), ImageFeatures: features, AnswerPrefix: groundingAnswer})
 		if err != nil {
 			return nil, fmt.Errorf("expression %d: %w", i, err)
 		}
-		inputs[i] = groundingRows(p, e.Model.Hidden())
+		inputs[i] = groundingRows(p, hidden)
 	}
-	hidden := e.Model.Hidden()
 	shared := sharedRows(inputs, hidden)
 	if err := e.admit(groundingPositions(inputs), 0, groundingStepRows(inputs, shared)); err != nil {
 		return nil, err
