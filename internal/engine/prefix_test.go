@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -273,4 +274,81 @@ func TestConversationRemembersAnswersAndTheirBoxes(t *testing.T) {
 	assert.NotEmpty(t, first.Boxes, "the golden case's answer has locations")
 	cached.Reset()
 	assert.Empty(t, cached.Turns())
+}
+
+// Go backends call one engine from many goroutines: requests of every kind at once (answers, beams, grounding, a
+// conversation) each get what they get alone on an engine without the prefix cache, and the cache ends consistent.
+func TestConcurrentRequestsShareOneEngine(t *testing.T) {
+	c, g := goldenCase(t, "plain_greedy")
+	shared := openCase(t, c, bindings.F32)
+	alone := openCase(t, c, bindings.F32, noPrefixCache)
+	features := g["proj.out"].F32
+	ask := func(e *Engine, q string) (Result, error) {
+		p, err := e.Prepare(Request{Turns: []prompt.Turn{{Role: prompt.User, Text: q}}, ImageFeatures: features})
+		if err != nil {
+			return Result{}, err
+		}
+		return e.Run(context.Background(), p, GenParams{MaxNewTokens: 10, Sampling: bindings.Sampling{Temperature: 0.9,
+			TopP: 0.95, RepetitionPenalty: 1.1, Seed: uint64(len(q))}}, nil)
+	}
+	// Every request's outcome as numbers: token ids, or box coordinates.
+	tokens := func(r Result, err error) ([]float64, error) {
+		out := make([]float64, len(r.Tokens))
+		for i, id := range r.Tokens {
+			out[i] = float64(id)
+		}
+		return out, err
+	}
+	requests := []func(e *Engine) ([]float64, error){
+		func(e *Engine) ([]float64, error) { return tokens(ask(e, "What is in the image?")) },
+		func(e *Engine) ([]float64, error) { return tokens(ask(e, "Is there a dog?")) },
+		func(e *Engine) ([]float64, error) {
+			p, err := e.Prepare(Request{Turns: []prompt.Turn{{Role: prompt.User, Text: "Describe it."}}, ImageFeatures: features})
+			if err != nil {
+				return nil, err
+			}
+			return tokens(e.RunBeams(context.Background(), p, GenParams{MaxNewTokens: 6, Sampling: bindings.Greedy},
+				BeamParams{Beams: 2, LengthPenalty: 1}))
+		},
+		func(e *Engine) ([]float64, error) {
+			locs, err := e.Ground(context.Background(), nil, features, []string{"a cat", "the sky", "a red ball"})
+			var coords []float64
+			for _, l := range locs {
+				for _, v := range l.Box {
+					coords = append(coords, float64(v))
+				}
+			}
+			return coords, err
+		},
+	}
+	want := make([][]float64, len(requests))
+	for i, r := range requests {
+		var err error
+		want[i], err = r(alone)
+		require.NoError(t, err)
+	}
+	got := make([][][]float64, 3)
+	errs := make([][]error, 3)
+	var wg sync.WaitGroup
+	for round := range got {
+		got[round], errs[round] = make([][]float64, len(requests)), make([]error, len(requests))
+		for i, r := range requests {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[round][i], errs[round][i] = r(shared)
+			}()
+		}
+	}
+	wg.Wait()
+	for round := range got {
+		for i := range requests {
+			require.NoError(t, errs[round][i], "round %d, request %d", round, i)
+			assert.InDeltaSlice(t, want[i], got[round][i], 1e-5, "round %d, request %d", round, i)
+		}
+	}
+	shared.ClearPrefixCache()
+	free, total, err := shared.cache.Blocks()
+	require.NoError(t, err)
+	assert.Equal(t, total, free)
 }
