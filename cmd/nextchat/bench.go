@@ -28,7 +28,7 @@ func benchmarks() []benchmark {
 	return []benchmark{
 		{"vision", "CLIP tower + projector on synthetic CLIP-normalized images (MODEL_SPEC §1.2, §1.3)", benchVision},
 		{"llm", "LLaMA prefill, then decode (greedy, or sampled with --temperature) with the KV cache at each --batches size (MODEL_SPEC §1.1)", benchLLM},
-		{"chat", "time to the first token of a question about an image, then of a follow-up that continues its cached prefix (engine, real tokenizer)", benchChat},
+		{"chat", "time to the first token of a question about an image and of a follow-up on its cached prefix, then --batches concurrent answers (engine, real tokenizer)", benchChat},
 		{"sam", "SAM image encoder, then prompt encoder + mask decoder over --prompts locations (MODEL_SPEC §4, §5)", benchSAM},
 	}
 }
@@ -73,6 +73,7 @@ type benchReport struct {
 	Shape             map[string]int `json:"shape"`
 	KVDType           string         `json:"kv_dtype,omitempty"` // llm: the KV cache's dtype
 	Sampling          string         `json:"sampling,omitempty"` // llm: how decode steps chose tokens
+	MeanBatch         float64        `json:"mean_batch,omitempty"` // chat: sequences per engine step
 	Date              string         `json:"date"`
 	Stages            []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
 	// Memory-bound stages (LLM decode): bytes read per item and the rate against the read bandwidth measured
@@ -264,6 +265,9 @@ func writeBench(w io.Writer, r benchReport) error {
 	}
 	if r.Sampling != "" {
 		fmt.Fprintf(tw, "sampling\t%s\n", r.Sampling)
+	}
+	if r.MeanBatch > 0 {
+		fmt.Fprintf(tw, "batching\t%.2f sequences per step on average\n", r.MeanBatch)
 	}
 	runs := make([]string, len(r.RunSeconds))
 	for i, s := range r.RunSeconds {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 
 	"github.com/nextchat/nextchat/bindings"
@@ -27,6 +28,12 @@ func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
 	}
 	eo := engine.DefaultOptions()
 	eo.Threads, eo.KVDType, eo.ContextTokens = o.threads, kv, 1024
+	for _, b := range o.batches {
+		if b < 1 {
+			return benchReport{}, usageError("batch sizes must be ≥ 1")
+		}
+		eo.MaxSequences = max(eo.MaxSequences, b)
+	}
 	e, err := engine.Open(o.model, eo)
 	if err != nil {
 		return benchReport{}, err
@@ -88,5 +95,53 @@ func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
 	}
 	s, err := report("chat follow-up question (time to first token, prefix cached)", warm, len(followUp.IDs), cached)
 	r.Stages = append(r.Stages, s)
+	if err != nil {
+		return r, err
+	}
+	for _, b := range o.batches {
+		s, err := benchConcurrentAnswers(ctx, o, e, first, b)
+		if err != nil {
+			return r, err
+		}
+		s.Model, s.Synthetic, s.KVDType, s.FLOPPerItem = o.model, r.Synthetic, o.kvDType, 2*params
+		s.Shape = map[string]int{"answers": b, "tokens_per_answer": o.steps, "hidden": cfg.HiddenSize,
+			"layers": cfg.NumHiddenLayers}
+		if s, err = finish(s, o); err != nil {
+			return r, err
+		}
+		r.Stages = append(r.Stages, s)
+	}
+	return r, nil
+}
+
+// benchConcurrentAnswers times `answers` calls of Run at once on one engine, each o.steps tokens after the cached
+// prompt (greedy, the same question): the engine batches their steps, so the tokens per second grow with them as
+// the batched decode of bench llm does.
+func benchConcurrentAnswers(ctx context.Context, o benchOptions, e *engine.Engine, p engine.Prepared, answers int) (
+	benchReport, error) {
+	g := engine.GenParams{MaxNewTokens: o.steps, Sampling: bindings.Greedy}
+	before := e.Stats()
+	seconds, err := timeRuns(ctx, o.repeat, func() error {
+		errs := make(chan error, answers)
+		for range answers {
+			go func() {
+				_, err := e.Run(ctx, p, g, nil)
+				errs <- err
+			}()
+		}
+		var first error
+		for range answers {
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+		return first
+	})
+	after := e.Stats()
+	r := benchReport{Benchmark: fmt.Sprintf("chat %d concurrent answers (tokens/s, steps batched)", answers),
+		Unit: "token", ItemsPerRun: answers * o.steps, RunSeconds: seconds}
+	if steps := after.BatchedSteps - before.BatchedSteps; steps > 0 {
+		r.MeanBatch = float64(after.BatchedSequences-before.BatchedSequences) / float64(steps)
+	}
 	return r, err
 }

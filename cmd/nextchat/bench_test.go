@@ -114,20 +114,27 @@ func TestBenchLLMOnTiny(t *testing.T) {
 func TestBenchChatOnTiny(t *testing.T) {
 	dir := realTokenizerModel(t)
 	code, out, stderr := runCLI("bench", "chat", "--model", dir, "--repeat", "2", "--threads", "2",
-		"--probe-seconds", "0.05", "--json")
+		"--probe-seconds", "0.05", "--steps", "5", "--batches", "1,3", "--json")
 	require.Equal(t, 0, code, stderr)
 	var r benchReport
 	require.NoError(t, json.Unmarshal([]byte(out), &r))
 	assert.Equal(t, "chat first question (time to first token, nothing cached)", r.Benchmark)
 	assert.Equal(t, 0, r.Shape["cached_rows"])
 	require.Len(t, r.RunSeconds, 2)
-	require.Len(t, r.Stages, 1)
+	require.Len(t, r.Stages, 3)
 	follow := r.Stages[0]
 	assert.Equal(t, "chat follow-up question (time to first token, prefix cached)", follow.Benchmark)
 	rows, cached := follow.Shape["prompt_rows"], follow.Shape["cached_rows"]
 	assert.Greater(t, cached, 16, "the tiny preset's 16 image rows and the system prompt are cached")
 	assert.Less(t, cached, rows)
 	assert.InDelta(t, r.FLOPPerItem/float64(r.Shape["prompt_rows"])*float64(rows-cached), follow.FLOPPerItem, 1)
+	for i, answers := range []int{1, 3} {
+		s := r.Stages[1+i]
+		assert.Equal(t, fmt.Sprintf("chat %d concurrent answers (tokens/s, steps batched)", answers), s.Benchmark)
+		assert.Equal(t, answers*5, s.ItemsPerRun)
+		assert.GreaterOrEqual(t, s.MeanBatch, 1.0)
+		assert.LessOrEqual(t, s.MeanBatch, float64(answers))
+	}
 
 	code, _, stderr = runCLI("bench", "chat", "--model", benchTiny(t))
 	assert.Equal(t, 1, code)

@@ -49,16 +49,20 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 	if err := e.admit(positions, g.MaxNewTokens, len(p.IDs)); err != nil {
 		return Result{}, err
 	}
+	if err := e.slots.acquire(ctx, bp.Beams); err != nil {
+		return Result{}, err
+	}
+	defer e.slots.release(bp.Beams)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows, Logits: true}
 	rows := e.prefixes.keys(prompt, e.Model.Hidden())
-	root, cached, err := e.startSequence(rows, len(rows)-1, bp.Beams, bindings.Greedy)
+	root, cached, err := e.startSequence(rows, len(rows)-1, bindings.Greedy)
 	if err != nil {
 		return Result{}, err
 	}
 	prompt.Seq = root
-	out, err := e.Model.Step(e.cache, []bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
+	out, err := e.step([]bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
 	if err != nil {
 		root.Close()
 		return Result{}, fmt.Errorf("prefill: %w", err)
@@ -114,7 +118,7 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 				inputs[i].Locate = []bool{true}
 			}
 		}
-		outs, err := e.Model.Step(e.cache, inputs)
+		outs, err := e.step(inputs)
 		if err != nil {
 			return Result{}, fmt.Errorf("beam step %d: %w", step, err)
 		}

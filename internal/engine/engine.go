@@ -77,6 +77,8 @@ type Engine struct {
 	// SAM image embeddings by content: the encoder runs once per image, and only for answers with locations.
 	samImages featureCache
 	prefixes  prefixCache // finished sequences by the rows they hold
+	slots     *slotPool   // the plan's sequences among running requests
+	batch     *batcher    // concurrent answers' steps, merged
 }
 
 // Open loads a model directory, reserves its memory plan and allocates the KV cache the plan sizes.
@@ -112,7 +114,8 @@ func Open(path string, o Options) (*Engine, error) {
 	return &Engine{Dir: d, Model: m, Tok: tok, Plan: plan, cache: cache,
 		images:    featureCache{capacity: plan.Request.FeatureCacheImages},
 		samImages: featureCache{capacity: plan.Request.SAMCacheImages},
-		prefixes:  newPrefixCache(prefixEntries(o.PrefixCache, plan.Request.MaxSequences))}, nil
+		prefixes:  newPrefixCache(prefixEntries(o.PrefixCache, plan.Request.MaxSequences)),
+		slots:     newSlotPool(plan.Request.MaxSequences), batch: newBatcher()}, nil
 }
 
 func prefixEntries(option, sequences int) int {
@@ -126,11 +129,8 @@ func prefixEntries(option, sequences int) int {
 }
 
 // startSequence gives a request its first sequence: a continuation of the cached one sharing most of its rows (at
-// most limit of them), or a new one; it returns the rows already in the cache. sequences is how many the request
-// runs at once: cached ones beyond the rest of the plan are closed (least recently used first, the one continued
-// last), so the request's blocks are always there.
-func (e *Engine) startSequence(rows []rowKey, limit, sequences int, s bindings.Sampling) (*bindings.Seq, int, error) {
-	defer e.prefixes.trim(e.Plan.Request.MaxSequences - sequences)
+// most limit of them), or a new one; it returns the rows already in the cache. Under e.mu.
+func (e *Engine) startSequence(rows []rowKey, limit int, s bindings.Sampling) (*bindings.Seq, int, error) {
 	src, shared := e.prefixes.match(rows, limit)
 	if src == nil {
 		seq, err := e.cache.NewSeq(s)
@@ -142,6 +142,40 @@ func (e *Engine) startSequence(rows []rowKey, limit, sequences int, s bindings.S
 	}
 	slog.Debug("prefix cache hit", "rows", shared, "of", len(rows))
 	return seq, shared, nil
+}
+
+// step runs one Model.Step (under e.mu). When the KV cache is full it closes cached sequences, least recently used
+// first, and tries again: the core takes blocks before any compute and keeps them on failure, and the plan holds
+// every running request's sequences once no cached one is left.
+func (e *Engine) step(inputs []bindings.StepInput) ([]bindings.StepOutput, error) {
+	for {
+		outs, err := e.Model.Step(e.cache, inputs)
+		if err == nil || !errors.Is(err, bindings.ErrOutOfMemory) || len(e.prefixes.entries) == 0 {
+			return outs, err
+		}
+		e.prefixes.trim(len(e.prefixes.entries) - 1)
+	}
+}
+
+// prefill starts an answer's sequence and runs its prompt rows past the cached ones (batched with what other
+// answers step meanwhile). It returns the sequence, the cached rows and the prefill's output.
+func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sampling, sample bool) (
+	*bindings.Seq, int, bindings.StepOutput, error) {
+	e.mu.Lock()
+	seq, cached, err := e.startSequence(rows, len(rows)-1, s)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, 0, bindings.StepOutput{}, err
+	}
+	prompt.Seq, prompt.Sample = seq, sample
+	out, err := e.batchStep(rowsFrom(prompt, cached, e.Model.Hidden()))
+	if err != nil {
+		e.mu.Lock()
+		seq.Close()
+		e.mu.Unlock()
+		return nil, 0, bindings.StepOutput{}, fmt.Errorf("prefill: %w", err)
+	}
+	return seq, cached, out, nil
 }
 
 // ClearPrefixCache closes the finished sequences kept for their prefixes, returning their KV blocks.
@@ -240,16 +274,23 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 	if err := e.admit([]int{len(p.IDs)}, g.MaxNewTokens, len(p.IDs)); err != nil {
 		return Result{}, err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	if err := e.slots.acquire(ctx, 1); err != nil {
+		return Result{}, err
+	}
+	defer e.slots.release(1)
+	e.batch.join()
+	defer e.batch.leave()
 	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows}
 	rows := e.prefixes.keys(prompt, e.Model.Hidden())
-	seq, cached, err := e.startSequence(rows, len(rows)-1, 1, g.Sampling)
+	sampleAt := func(generated int) bool { return generated >= len(g.Forced) }
+	seq, cached, out, err := e.prefill(prompt, rows, g.Sampling, sampleAt(0))
 	if err != nil {
 		return Result{}, err
 	}
 	res := Result{CachedRows: cached}
 	defer func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
 		if err != nil {
 			seq.Close()
 			return
@@ -257,14 +298,8 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 		fed := seq.Len() - len(rows)
 		e.prefixes.put(seq, append(rows, generatedKeys(res.Tokens, fed, int32(e.Dir.Config.AtTokenID))...))
 	}()
-	sampleAt := func(generated int) bool { return generated >= len(g.Forced) }
-	prompt.Seq, prompt.Sample = seq, sampleAt(0)
-	out, err := e.Model.Step(e.cache, []bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
-	if err != nil {
-		return Result{}, fmt.Errorf("prefill: %w", err)
-	}
 	text := newTextStream(e.Tok, g.Stop, stream)
-	next := out[0].Token
+	next := out.Token
 	atID := int32(e.Dir.Config.AtTokenID)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -295,20 +330,20 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 		if tok == atID {
 			in.Locate = []bool{true}
 		}
-		out, err := e.Model.Step(e.cache, []bindings.StepInput{in})
+		out, err := e.batchStep(in)
 		if err != nil {
 			return res, fmt.Errorf("decode step %d: %w", len(res.Tokens), err)
 		}
-		for i, b := range out[0].Boxes {
+		for i, b := range out.Boxes {
 			h := e.Model.Hidden()
 			res.Locations = append(res.Locations, Location{TokenIndex: len(res.Tokens) - 1, Box: b,
-				Hidden: out[0].AtHidden[i*h : (i+1)*h]})
+				Hidden: out.AtHidden[i*h : (i+1)*h]})
 		}
 		if full {
 			res.Finish = FinishLength
 			break
 		}
-		next = out[0].Token
+		next = out.Token
 	}
 	res.Text, err = text.finish()
 	return res, err

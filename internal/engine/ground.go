@@ -50,9 +50,10 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	if err := e.admit(groundingPositions(inputs), 0, groundingStepRows(inputs, shared)); err != nil {
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
+	if err := e.slots.acquire(ctx, len(inputs)); err != nil {
 		return nil, err
 	}
+	defer e.slots.release(len(inputs))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	rows := e.prefixes.keys(inputs[0], hidden)
@@ -64,7 +65,7 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	for i, in := range inputs {
 		suffixes[i] = rowsFrom(in, start, hidden)
 	}
-	out, err := e.Model.Step(e.cache, suffixes)
+	out, err := e.step(suffixes)
 	if err != nil {
 		closeSeqs(inputs)
 		return nil, fmt.Errorf("grounding step: %w", err)
@@ -129,7 +130,7 @@ func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shar
 	if len(inputs) == 1 {
 		limit = len(rows) - 1
 	}
-	root, cached, err := e.startSequence(rows, limit, len(inputs), bindings.Greedy)
+	root, cached, err := e.startSequence(rows, limit, bindings.Greedy)
 	if err != nil {
 		return 0, err
 	}
@@ -145,7 +146,7 @@ func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shar
 				prefix.EmbedRows = prefix.EmbedRows[:n]
 			}
 		}
-		if _, err := e.Model.Step(e.cache, []bindings.StepInput{prefix}); err != nil {
+		if _, err := e.step([]bindings.StepInput{prefix}); err != nil {
 			closeSeqs(inputs)
 			return 0, fmt.Errorf("grounding prefix: %w", err)
 		}

@@ -26,8 +26,9 @@ type prefixEntry struct {
 
 // prefixCache keeps finished requests' sequences so that a request starting with the same rows — the next turn of
 // a conversation, another question about the same image — continues one of them and prefills only the rest
-// (docs/ARCHITECTURE.md "Prefix cache"). The entries live in the plan's KV cache: while a request of k sequences
-// runs at most MaxSequences − k remain, so the plan's blocks always cover the request. Used under Engine.mu.
+// (docs/ARCHITECTURE.md "Prefix cache"). The entries live in the plan's KV cache, mostly in blocks the requests
+// continuing them share; when a step finds the cache full, entries are closed until it fits (Engine.step), so the
+// plan's blocks always cover the running requests. Used under Engine.mu.
 type prefixCache struct {
 	capacity int
 	seed     maphash.Seed
@@ -87,12 +88,18 @@ func (c *prefixCache) match(rows []rowKey, limit int) (*prefixEntry, int) {
 }
 
 // put keeps a finished sequence holding rows (most recently used); over capacity, the least recently used goes.
+// What is kept is a fork of all its positions with a sampler that never sampled: an entry holds its blocks, its
+// tokens and its block table, not the per-vocabulary buffers of the sampler (~12 bytes per id).
 func (c *prefixCache) put(seq *bindings.Seq, rows []rowKey) {
+	defer seq.Close()
 	if c.capacity <= 0 || len(rows) == 0 || seq.Len() != len(rows) {
-		seq.Close()
 		return
 	}
-	c.entries = append(c.entries, &prefixEntry{seq: seq, rows: rows})
+	kept, err := seq.ForkPrefix(len(rows), bindings.Greedy)
+	if err != nil {
+		return
+	}
+	c.entries = append(c.entries, &prefixEntry{seq: kept, rows: rows})
 	c.trim(c.capacity)
 }
 

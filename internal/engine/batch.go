@@ -1,0 +1,215 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nextchat/nextchat/bindings"
+)
+
+// slotPool counts the plan's sequences (MaxSequences) among the requests that run at once: a request takes the
+// sequences it needs (one answer, its beams, its expressions) before it starts and gives them back when it ends, so
+// their KV blocks and bookkeeping are always within the plan. Requests wait for free slots; they are not queued in
+// order, so a request needing many slots can wait while smaller ones pass.
+type slotPool struct {
+	mu      sync.Mutex
+	free    int
+	total   int
+	changed chan struct{} // closed and replaced whenever slots are given back
+}
+
+func newSlotPool(n int) *slotPool {
+	return &slotPool{free: n, total: n, changed: make(chan struct{})}
+}
+
+func (p *slotPool) acquire(ctx context.Context, n int) error {
+	for {
+		p.mu.Lock()
+		if p.free >= n {
+			p.free -= n
+			p.mu.Unlock()
+			return nil
+		}
+		changed := p.changed
+		p.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d of the plan's %d sequences: %w", n, p.total, ctx.Err())
+		}
+	}
+}
+
+func (p *slotPool) release(n int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.free += n
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// inUse is how many sequences the running requests hold.
+func (p *slotPool) inUse() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total - p.free
+}
+
+// stepCall is one sequence's rows waiting for a batched step.
+type stepCall struct {
+	in   bindings.StepInput
+	out  bindings.StepOutput
+	err  error
+	done chan struct{} // closed once out and err are set
+	lead chan struct{} // receives when this call is to run the next batch
+}
+
+// batcher merges the steps of concurrent answers (Run) — prompts past their cached rows and decode rows alike —
+// into one Model.Step: a step reads every weight once for all its rows, so answers stepping together cost little
+// more than one (docs/ARCHITECTURE.md "Batching"). Whoever finds no batch running runs one with the calls pending at
+// that moment (as many as the plan's rows per step take); calls arriving meanwhile wait, and the first of them runs
+// the next batch. Nothing waits for stragglers: an answer busy streaming its text joins the batch after.
+type batcher struct {
+	mu      sync.Mutex
+	pending []*stepCall
+	running bool
+	// members are the answers between their start and their end, which each step (their next call is on its way
+	// while they take in the last output and stream it); arrived wakes a batch waiting for them.
+	members int
+	arrived chan struct{}
+	steps   int64 // batched steps run, and the sequences they held (Stats)
+	seqs    int64
+}
+
+// batchWait bounds how long a batch waits for members still taking in the previous step's output: microseconds
+// when they only record a token, up to this when a stream callback is slow.
+const batchWait = 2 * time.Millisecond
+
+func newBatcher() *batcher { return &batcher{arrived: make(chan struct{}, 1)} }
+
+// join and leave bracket an answer's steps.
+func (b *batcher) join() {
+	b.mu.Lock()
+	b.members++
+	b.mu.Unlock()
+}
+
+func (b *batcher) leave() {
+	b.mu.Lock()
+	b.members--
+	b.mu.Unlock()
+	b.signal()
+}
+
+func (b *batcher) signal() {
+	select {
+	case b.arrived <- struct{}{}:
+	default:
+	}
+}
+
+// gather waits until every member's call is pending or batchWait has passed; it returns with b.mu held.
+func (b *batcher) gather() {
+	deadline := time.NewTimer(batchWait)
+	defer deadline.Stop()
+	b.mu.Lock()
+	for len(b.pending) < b.members {
+		b.mu.Unlock()
+		select {
+		case <-b.arrived:
+			b.mu.Lock()
+		case <-deadline.C:
+			b.mu.Lock()
+			return
+		}
+	}
+}
+
+// batchStep runs in as one sequence's part of the next batched step and returns its output.
+func (e *Engine) batchStep(in bindings.StepInput) (bindings.StepOutput, error) {
+	c := &stepCall{in: in, done: make(chan struct{}), lead: make(chan struct{}, 1)}
+	b := e.batch
+	b.mu.Lock()
+	b.pending = append(b.pending, c)
+	lead := !b.running
+	b.running = true
+	b.mu.Unlock()
+	b.signal()
+	if !lead {
+		select {
+		case <-c.done:
+			return c.out, c.err
+		case <-c.lead:
+		}
+	}
+	for {
+		e.runBatch()
+		select {
+		case <-c.done:
+			return c.out, c.err
+		case <-c.lead: // its rows did not fit the batch it ran: it runs the next one too
+		}
+	}
+}
+
+// runBatch steps every pending row, then hands the next batch to the first row that arrived meanwhile.
+func (e *Engine) runBatch() {
+	b := e.batch
+	b.gather()
+	n, rows := 0, 0
+	for n < len(b.pending) && (n == 0 || rows+len(b.pending[n].in.Tokens) <= e.Plan.Request.MaxStepRows) {
+		rows += len(b.pending[n].in.Tokens)
+		n++
+	}
+	calls := b.pending[:n:n]
+	b.pending = b.pending[n:]
+	b.steps++
+	b.seqs += int64(n)
+	b.mu.Unlock()
+	inputs := make([]bindings.StepInput, len(calls))
+	for i, c := range calls {
+		inputs[i] = c.in
+	}
+	e.mu.Lock()
+	outs, err := e.step(inputs)
+	if err != nil && len(calls) > 1 {
+		// The core checks a step before any compute, so nothing ran: step each row alone to give each its own error.
+		for _, c := range calls {
+			var out []bindings.StepOutput
+			if out, c.err = e.step([]bindings.StepInput{c.in}); c.err == nil {
+				c.out = out[0]
+			}
+		}
+	}
+	e.mu.Unlock()
+	for i, c := range calls {
+		if err == nil {
+			c.out = outs[i]
+		} else if len(calls) == 1 {
+			c.err = err
+		}
+		close(c.done)
+	}
+	b.mu.Lock()
+	if len(b.pending) > 0 {
+		b.pending[0].lead <- struct{}{}
+	} else {
+		b.running = false
+	}
+	b.mu.Unlock()
+}
+
+// Stats are the engine's counters since it opened.
+type Stats struct {
+	BatchedSteps     int64 // steps run for answers (Run): prefills past the cached rows and decode steps
+	BatchedSequences int64 // the sequences they held: BatchedSequences / BatchedSteps is the mean batch
+}
+
+// Stats reads the counters.
+func (e *Engine) Stats() Stats {
+	e.batch.mu.Lock()
+	defer e.batch.mu.Unlock()
+	return Stats{BatchedSteps: e.batch.steps, BatchedSequences: e.batch.seqs}
+}

@@ -1,0 +1,145 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/prompt"
+)
+
+// Decode rows that arrive while a batch runs wait and go together in the next one, which the first of them runs:
+// one Model.Step for all, each row's output what it gets stepped alone.
+func TestDecodeRowsWaitingTogetherShareOneStep(t *testing.T) {
+	c, _ := goldenCase(t, "plain_greedy")
+	e := openCase(t, c, bindings.F32)
+	const n = 4
+	seqs := make([][2]*bindings.Seq, n) // [batched, alone]
+	for i := range seqs {
+		for j := range seqs[i] {
+			s, err := e.cache.NewSeq(bindings.Greedy)
+			require.NoError(t, err)
+			t.Cleanup(s.Close)
+			_, err = e.Model.Step(e.cache, []bindings.StepInput{{Seq: s, Tokens: []int32{1, int32(100 + 7*i), 29871, 3}}})
+			require.NoError(t, err)
+			seqs[i][j] = s
+		}
+	}
+	row := func(s *bindings.Seq, i int) bindings.StepInput {
+		return bindings.StepInput{Seq: s, Tokens: []int32{int32(500 + i)}, Sample: true, Logits: true}
+	}
+	e.batch.mu.Lock()
+	e.batch.running = true // as if another answer's batch were stepping
+	e.batch.mu.Unlock()
+	outs := make([]bindings.StepOutput, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = e.batchStep(row(seqs[i][0], i))
+		}()
+	}
+	require.Eventually(t, func() bool {
+		e.batch.mu.Lock()
+		defer e.batch.mu.Unlock()
+		return len(e.batch.pending) == n
+	}, 10*time.Second, time.Millisecond)
+	e.batch.mu.Lock()
+	e.batch.pending[0].lead <- struct{}{} // that batch ends: the first waiting row runs the next
+	e.batch.mu.Unlock()
+	wg.Wait()
+	assert.Equal(t, Stats{BatchedSteps: 1, BatchedSequences: n}, e.Stats())
+	for i := range n {
+		require.NoError(t, errs[i])
+		alone, err := e.Model.Step(e.cache, []bindings.StepInput{row(seqs[i][1], i)})
+		require.NoError(t, err)
+		assert.Equal(t, alone[0].Token, outs[i].Token, "row %d", i)
+		assert.InDeltaSlice(t, alone[0].Logits, outs[i].Logits, 1e-4, "row %d", i)
+	}
+	assert.False(t, e.batch.running, "the last batch found nothing waiting")
+}
+
+// A row the core refuses gets its own error; the rows batched with it still step.
+func TestABadRowFailsAloneInItsBatch(t *testing.T) {
+	c, _ := goldenCase(t, "plain_greedy")
+	e := openCase(t, c, bindings.F32)
+	good, err := e.cache.NewSeq(bindings.Greedy)
+	require.NoError(t, err)
+	t.Cleanup(good.Close)
+	_, err = e.Model.Step(e.cache, []bindings.StepInput{{Seq: good, Tokens: []int32{1, 450}}})
+	require.NoError(t, err)
+	e.batch.mu.Lock()
+	e.batch.running = true
+	e.batch.mu.Unlock()
+	var wg sync.WaitGroup
+	var goodErr, badErr error
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_, goodErr = e.batchStep(bindings.StepInput{Seq: good, Tokens: []int32{3}, Sample: true})
+	}()
+	go func() {
+		defer wg.Done()
+		_, badErr = e.batchStep(bindings.StepInput{Seq: good, Tokens: []int32{int32(e.Model.Vocab())}})
+	}()
+	require.Eventually(t, func() bool {
+		e.batch.mu.Lock()
+		defer e.batch.mu.Unlock()
+		return len(e.batch.pending) == 2
+	}, 10*time.Second, time.Millisecond)
+	e.batch.mu.Lock()
+	e.batch.pending[0].lead <- struct{}{}
+	e.batch.mu.Unlock()
+	wg.Wait()
+	assert.NoError(t, goodErr)
+	require.ErrorIs(t, badErr, bindings.ErrInvalidArgument)
+	assert.Contains(t, badErr.Error(), "outside the vocabulary")
+	assert.Equal(t, 3, good.Len())
+}
+
+// Answers asked at once are stepped together (each batch waits briefly for the answers still taking in the last
+// step's output) and each gets the tokens it gets alone.
+func TestConcurrentAnswersAreBatched(t *testing.T) {
+	c, g := goldenCase(t, "plain_greedy")
+	e := openCase(t, c, bindings.F32, noPrefixCache)
+	questions := []string{"What is in the image?", "Is there a dog?", "Describe the colours.", "Where is the sky?"}
+	prepared := make([]Prepared, len(questions))
+	gen := GenParams{MaxNewTokens: 12, Sampling: bindings.Greedy}
+	want := make([][]int32, len(questions))
+	for i, q := range questions {
+		var err error
+		prepared[i], err = e.Prepare(Request{Turns: []prompt.Turn{{Role: prompt.User, Text: q}}, ImageFeatures: g["proj.out"].F32})
+		require.NoError(t, err)
+		r, err := e.Run(context.Background(), prepared[i], gen, nil)
+		require.NoError(t, err)
+		want[i] = r.Tokens
+	}
+	before := e.Stats()
+	got := make([][]int32, len(questions))
+	errs := make([]error, len(questions))
+	var wg sync.WaitGroup
+	for i := range questions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := e.Run(context.Background(), prepared[i], gen, nil)
+			got[i], errs[i] = r.Tokens, err
+		}()
+	}
+	wg.Wait()
+	for i := range questions {
+		require.NoError(t, errs[i])
+		assert.Equal(t, want[i], got[i], questions[i])
+	}
+	after := e.Stats()
+	steps, seqs := after.BatchedSteps-before.BatchedSteps, after.BatchedSequences-before.BatchedSequences
+	assert.Equal(t, int64(len(questions)*12), seqs, "a prefill and 11 decode steps per answer")
+	assert.GreaterOrEqual(t, float64(seqs)/float64(steps), 2.0, "%d sequences in %d steps", seqs, steps)
+}
