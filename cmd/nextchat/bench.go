@@ -71,8 +71,8 @@ type benchReport struct {
 	AMXPeakGFLOPS     float64        `json:"amx_peak_gflop_per_second,omitempty"`
 	PercentOfAMXExact float64        `json:"percent_of_amx_exact_peak,omitempty"`
 	Shape             map[string]int `json:"shape"`
-	KVDType           string         `json:"kv_dtype,omitempty"` // llm: the KV cache's dtype
-	Sampling          string         `json:"sampling,omitempty"` // llm: how decode steps chose tokens
+	KVDType           string         `json:"kv_dtype,omitempty"`   // llm: the KV cache's dtype
+	Sampling          string         `json:"sampling,omitempty"`   // llm: how decode steps chose tokens
 	MeanBatch         float64        `json:"mean_batch,omitempty"` // chat: sequences per engine step
 	Date              string         `json:"date"`
 	Stages            []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)

@@ -57,10 +57,10 @@ func (p *slotPool) inUse() int {
 	return p.total - p.free
 }
 
-// stepCall is one sequence's rows waiting for a batched step.
+// stepCall is one request's part of a step (its sequences' rows) waiting for a batched step.
 type stepCall struct {
-	in   bindings.StepInput
-	out  bindings.StepOutput
+	in   []bindings.StepInput
+	out  []bindings.StepOutput
 	err  error
 	done chan struct{} // closed once out and err are set
 	lead chan struct{} // receives when this call is to run the next batch
@@ -127,8 +127,8 @@ func (b *batcher) gather() {
 	}
 }
 
-// batchStep runs in as one sequence's part of the next batched step and returns its output.
-func (e *Engine) batchStep(in bindings.StepInput) (bindings.StepOutput, error) {
+// batchStep runs in as one request's part of the next batched step and returns its outputs.
+func (e *Engine) batchStep(in []bindings.StepInput) ([]bindings.StepOutput, error) {
 	c := &stepCall{in: in, done: make(chan struct{}), lead: make(chan struct{}, 1)}
 	b := e.batch
 	b.mu.Lock()
@@ -159,37 +159,37 @@ func (e *Engine) runBatch() {
 	b := e.batch
 	b.gather()
 	n, rows := 0, 0
-	for n < len(b.pending) && (n == 0 || rows+len(b.pending[n].in.Tokens) <= e.Plan.Request.MaxStepRows) {
-		rows += len(b.pending[n].in.Tokens)
+	for n < len(b.pending) && (n == 0 || rows+callRows(b.pending[n]) <= e.Plan.Request.MaxStepRows) {
+		rows += callRows(b.pending[n])
 		n++
 	}
 	calls := b.pending[:n:n]
 	b.pending = b.pending[n:]
-	b.steps++
-	b.seqs += int64(n)
-	b.mu.Unlock()
-	inputs := make([]bindings.StepInput, len(calls))
-	for i, c := range calls {
-		inputs[i] = c.in
+	var inputs []bindings.StepInput
+	for _, c := range calls {
+		inputs = append(inputs, c.in...)
 	}
+	b.steps++
+	b.seqs += int64(len(inputs))
+	b.mu.Unlock()
 	e.mu.Lock()
 	outs, err := e.step(inputs)
 	if err != nil && len(calls) > 1 {
-		// The core checks a step before any compute, so nothing ran: step each row alone to give each its own error.
+		// The core checks a step before any compute, so nothing ran: step each call alone to give each its own error.
 		for _, c := range calls {
-			var out []bindings.StepOutput
-			if out, c.err = e.step([]bindings.StepInput{c.in}); c.err == nil {
-				c.out = out[0]
-			}
+			c.out, c.err = e.step(c.in)
 		}
 	}
 	e.mu.Unlock()
-	for i, c := range calls {
-		if err == nil {
-			c.out = outs[i]
-		} else if len(calls) == 1 {
+	first := 0
+	for _, c := range calls {
+		switch {
+		case err == nil:
+			c.out = outs[first : first+len(c.in)]
+		case len(calls) == 1:
 			c.err = err
 		}
+		first += len(c.in)
 		close(c.done)
 	}
 	b.mu.Lock()
@@ -201,9 +201,17 @@ func (e *Engine) runBatch() {
 	b.mu.Unlock()
 }
 
+func callRows(c *stepCall) int {
+	n := 0
+	for _, in := range c.in {
+		n += len(in.Tokens)
+	}
+	return n
+}
+
 // Stats are the engine's counters since it opened.
 type Stats struct {
-	BatchedSteps     int64 // steps run for answers (Run): prefills past the cached rows and decode steps
+	BatchedSteps     int64 // steps run for requests: prefills past the cached rows, decode and beam steps, grounding
 	BatchedSequences int64 // the sequences they held: BatchedSequences / BatchedSteps is the mean batch
 }
 

@@ -43,7 +43,10 @@ func TestDecodeRowsWaitingTogetherShareOneStep(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i], errs[i] = e.batchStep(row(seqs[i][0], i))
+			var out []bindings.StepOutput
+			if out, errs[i] = e.batchStep([]bindings.StepInput{row(seqs[i][0], i)}); errs[i] == nil {
+				outs[i] = out[0]
+			}
 		}()
 	}
 	require.Eventually(t, func() bool {
@@ -83,11 +86,11 @@ func TestABadRowFailsAloneInItsBatch(t *testing.T) {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		_, goodErr = e.batchStep(bindings.StepInput{Seq: good, Tokens: []int32{3}, Sample: true})
+		_, goodErr = e.batchStep([]bindings.StepInput{{Seq: good, Tokens: []int32{3}, Sample: true}})
 	}()
 	go func() {
 		defer wg.Done()
-		_, badErr = e.batchStep(bindings.StepInput{Seq: good, Tokens: []int32{int32(e.Model.Vocab())}})
+		_, badErr = e.batchStep([]bindings.StepInput{{Seq: good, Tokens: []int32{int32(e.Model.Vocab())}}})
 	}()
 	require.Eventually(t, func() bool {
 		e.batch.mu.Lock()

@@ -53,26 +53,26 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 		return Result{}, err
 	}
 	defer e.slots.release(bp.Beams)
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.batch.join() // the prefill and every beam step are batched with other requests' steps
+	defer e.batch.leave()
 	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows, Logits: true}
 	rows := e.prefixes.keys(prompt, e.Model.Hidden())
+	e.mu.Lock()
 	root, cached, err := e.startSequence(rows, len(rows)-1, bindings.Greedy)
+	e.mu.Unlock()
 	if err != nil {
 		return Result{}, err
 	}
 	prompt.Seq = root
-	out, err := e.step([]bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
+	out, err := e.batchStep([]bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
 	if err != nil {
-		root.Close()
+		e.closeSeqs(root)
 		return Result{}, fmt.Errorf("prefill: %w", err)
 	}
 	live := []*beam{{seq: root}}
 	logits := [][]float32{out[0].Logits}
 	defer func() {
-		for _, b := range live {
-			b.seq.Close()
-		}
+		e.closeSeqs(beamSeqs(live)...)
 	}()
 	var done []hypothesis
 	eos := int32(e.Dir.Config.EOSTokenID)
@@ -82,32 +82,17 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 			return Result{}, err
 		}
 		cands := candidates(live, logits, step, g.Forced, bp.Beams, atID, boxesID)
-		var next []*beam
-		forks := map[*beam]int{}
-		for _, c := range cands {
-			if len(next) == bp.Beams {
-				break
-			}
-			tokens := append(append([]int32(nil), c.parent.tokens...), c.token)
-			if c.token == eos || (len(tokens) == g.MaxNewTokens && c.token != atID) {
-				done = append(done, hypothesis{tokens, c.parent.locations, normalized(c.logprob, len(tokens), bp.LengthPenalty)})
-				continue
-			}
-			seq := c.parent.seq
-			if forks[c.parent]++; forks[c.parent] > 1 {
-				if seq, err = c.parent.seq.Fork(); err != nil {
-					return Result{}, err
-				}
-			}
-			next = append(next, &beam{seq: seq, tokens: tokens, logprob: c.logprob,
-				locations: append([]Location(nil), c.parent.locations...), next: c.token})
+		next, ended, err := e.nextBeams(live, cands, bp.Beams, func(tokens []int32, c candidate) bool {
+			return c.token == eos || (len(tokens) == g.MaxNewTokens && c.token != atID)
+		})
+		for _, h := range ended {
+			h.score = normalized(h.score, len(h.tokens), bp.LengthPenalty)
+			done = append(done, h)
 		}
-		for _, b := range live {
-			if forks[b] == 0 {
-				b.seq.Close()
-			}
+		live = next // the sequences to close from here on, whatever happens
+		if err != nil {
+			return Result{}, err
 		}
-		live = next
 		if len(live) == 0 || finished(done, live, bp) {
 			break
 		}
@@ -118,7 +103,7 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 				inputs[i].Locate = []bool{true}
 			}
 		}
-		outs, err := e.step(inputs)
+		outs, err := e.batchStep(inputs)
 		if err != nil {
 			return Result{}, fmt.Errorf("beam step %d: %w", step, err)
 		}
@@ -149,6 +134,49 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 	}
 	res.Text, err = e.Tok.Decode(best.tokens, true)
 	return res, err
+}
+
+// nextBeams keeps the best candidates as the next live beams (at most width; a candidate that ends — ends says —
+// becomes a hypothesis scored by its log-probability instead) and closes the beams none continues: a beam's first
+// continuation takes over its sequence, the others fork it. Under e.mu. On a failed fork the beams made so far are
+// returned with the error; every sequence of live is then either closed or in them.
+func (e *Engine) nextBeams(live []*beam, cands []candidate, width int, ends func([]int32, candidate) bool) (
+	next []*beam, ended []hypothesis, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	forks := map[*beam]int{}
+	for _, c := range cands {
+		if len(next) == width {
+			break
+		}
+		tokens := append(append([]int32(nil), c.parent.tokens...), c.token)
+		if ends(tokens, c) {
+			ended = append(ended, hypothesis{tokens, c.parent.locations, c.logprob})
+			continue
+		}
+		seq := c.parent.seq
+		if forks[c.parent]++; forks[c.parent] > 1 {
+			if seq, err = c.parent.seq.Fork(); err != nil {
+				break
+			}
+		}
+		next = append(next, &beam{seq: seq, tokens: tokens, logprob: c.logprob,
+			locations: append([]Location(nil), c.parent.locations...), next: c.token})
+	}
+	for _, b := range live {
+		if forks[b] == 0 {
+			b.seq.Close()
+		}
+	}
+	return next, ended, err
+}
+
+func beamSeqs(beams []*beam) []*bindings.Seq {
+	seqs := make([]*bindings.Seq, len(beams))
+	for i, b := range beams {
+		seqs[i] = b.seq
+	}
+	return seqs
 }
 
 type candidate struct {

@@ -168,14 +168,23 @@ func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sa
 		return nil, 0, bindings.StepOutput{}, err
 	}
 	prompt.Seq, prompt.Sample = seq, sample
-	out, err := e.batchStep(rowsFrom(prompt, cached, e.Model.Hidden()))
+	out, err := e.batchStep([]bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
 	if err != nil {
-		e.mu.Lock()
-		seq.Close()
-		e.mu.Unlock()
+		e.closeSeqs(seq)
 		return nil, 0, bindings.StepOutput{}, fmt.Errorf("prefill: %w", err)
 	}
-	return seq, cached, out, nil
+	return seq, cached, out[0], nil
+}
+
+// closeSeqs closes sequences (under e.mu: their blocks go back to the cache).
+func (e *Engine) closeSeqs(seqs ...*bindings.Seq) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range seqs {
+		if s != nil {
+			s.Close()
+		}
+	}
 }
 
 // ClearPrefixCache closes the finished sequences kept for their prefixes, returning their KV blocks.
@@ -330,20 +339,20 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 		if tok == atID {
 			in.Locate = []bool{true}
 		}
-		out, err := e.batchStep(in)
+		outs, err := e.batchStep([]bindings.StepInput{in})
 		if err != nil {
 			return res, fmt.Errorf("decode step %d: %w", len(res.Tokens), err)
 		}
-		for i, b := range out.Boxes {
+		for i, b := range outs[0].Boxes {
 			h := e.Model.Hidden()
 			res.Locations = append(res.Locations, Location{TokenIndex: len(res.Tokens) - 1, Box: b,
-				Hidden: out.AtHidden[i*h : (i+1)*h]})
+				Hidden: outs[0].AtHidden[i*h : (i+1)*h]})
 		}
 		if full {
 			res.Finish = FinishLength
 			break
 		}
-		next = out.Token
+		next = outs[0].Token
 	}
 	res.Text, err = text.finish()
 	return res, err

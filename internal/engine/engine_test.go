@@ -321,7 +321,9 @@ func TestGroundSharesTheCommonPrompt(t *testing.T) {
 	assert.Equal(t, longest, need.Context)
 	assert.Less(t, need.StepRows, 2*longest)
 	planned := func(stepRows int) func(*Options) {
-		return func(o *Options) { o.ContextTokens, o.MaxSequences, o.MaxStepRows = need.Context, need.Sequences, stepRows }
+		return func(o *Options) {
+			o.ContextTokens, o.MaxSequences, o.MaxStepRows = need.Context, need.Sequences, stepRows
+		}
 	}
 	short := openCase(t, c, bindings.F32, planned(need.StepRows-1))
 	_, err = short.Ground(context.Background(), nil, g["proj.out"].F32, exprs)

@@ -54,8 +54,8 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 		return nil, err
 	}
 	defer e.slots.release(len(inputs))
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.batch.join() // both steps are batched with other requests' steps
+	defer e.batch.leave()
 	rows := e.prefixes.keys(inputs[0], hidden)
 	start, err := e.startGrounding(inputs, rows, shared, hidden)
 	if err != nil {
@@ -65,13 +65,15 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	for i, in := range inputs {
 		suffixes[i] = rowsFrom(in, start, hidden)
 	}
-	out, err := e.step(suffixes)
+	out, err := e.batchStep(suffixes)
 	if err != nil {
-		closeSeqs(inputs)
+		e.closeSeqs(inputSeqs(inputs)...)
 		return nil, fmt.Errorf("grounding step: %w", err)
 	}
+	e.mu.Lock()
 	e.prefixes.put(inputs[0].Seq, rows)
-	closeSeqs(inputs[1:])
+	e.mu.Unlock()
+	e.closeSeqs(inputSeqs(inputs[1:])...)
 	locs := make([]Location, len(exprs))
 	for i, o := range out {
 		locs[i] = Location{TokenIndex: len(inputs[i].Tokens) - 1, Box: o.Boxes[0], Hidden: o.AtHidden}
@@ -130,7 +132,9 @@ func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shar
 	if len(inputs) == 1 {
 		limit = len(rows) - 1
 	}
+	e.mu.Lock()
 	root, cached, err := e.startSequence(rows, limit, bindings.Greedy)
+	e.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
@@ -146,11 +150,13 @@ func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shar
 				prefix.EmbedRows = prefix.EmbedRows[:n]
 			}
 		}
-		if _, err := e.step([]bindings.StepInput{prefix}); err != nil {
-			closeSeqs(inputs)
+		if _, err := e.batchStep([]bindings.StepInput{prefix}); err != nil {
+			e.closeSeqs(root)
 			return 0, fmt.Errorf("grounding prefix: %w", err)
 		}
 	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	for i := 1; i < len(inputs); i++ {
 		if start > 0 {
 			inputs[i].Seq, err = root.Fork()
@@ -158,7 +164,9 @@ func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shar
 			inputs[i].Seq, err = e.cache.NewSeq(bindings.Greedy)
 		}
 		if err != nil {
-			closeSeqs(inputs[:i])
+			for _, in := range inputs[:i] {
+				in.Seq.Close()
+			}
 			return 0, err
 		}
 	}
@@ -252,10 +260,10 @@ func groundingRows(p Prepared, hidden int) bindings.StepInput {
 	return in
 }
 
-func closeSeqs(inputs []bindings.StepInput) {
-	for _, in := range inputs {
-		if in.Seq != nil {
-			in.Seq.Close()
-		}
+func inputSeqs(inputs []bindings.StepInput) []*bindings.Seq {
+	seqs := make([]*bindings.Seq, len(inputs))
+	for i, in := range inputs {
+		seqs[i] = in.Seq
 	}
+	return seqs
 }
