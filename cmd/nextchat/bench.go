@@ -49,6 +49,7 @@ type benchOptions struct {
 	temperature  float32 // llm: 0 = greedy decode
 	topK         int
 	topP         float32
+	prefillChunk int // chat: engine.Options.PrefillChunk
 }
 
 // benchReport is what a benchmark prints, and its --json form. Work is counted from the config as the FLOPs of
@@ -71,9 +72,10 @@ type benchReport struct {
 	AMXPeakGFLOPS     float64        `json:"amx_peak_gflop_per_second,omitempty"`
 	PercentOfAMXExact float64        `json:"percent_of_amx_exact_peak,omitempty"`
 	Shape             map[string]int `json:"shape"`
-	KVDType           string         `json:"kv_dtype,omitempty"`   // llm: the KV cache's dtype
-	Sampling          string         `json:"sampling,omitempty"`   // llm: how decode steps chose tokens
-	MeanBatch         float64        `json:"mean_batch,omitempty"` // chat: sequences per engine step
+	KVDType           string         `json:"kv_dtype,omitempty"`            // llm: the KV cache's dtype
+	Sampling          string         `json:"sampling,omitempty"`            // llm: how decode steps chose tokens
+	MeanBatch         float64        `json:"mean_batch,omitempty"`          // chat: sequences per engine step
+	LongestGapSeconds float64        `json:"longest_gap_seconds,omitempty"` // chat: a streaming answer's longest wait
 	Date              string         `json:"date"`
 	Stages            []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
 	// Memory-bound stages (LLM decode): bytes read per item and the rate against the read bandwidth measured
@@ -109,6 +111,7 @@ func benchCommand() command {
 			fs.Float32Var(&o.temperature, "temperature", 0, "llm: decode by sampling at this temperature (0 = greedy), one seed per sequence")
 			fs.IntVar(&o.topK, "top-k", 0, "llm: with --temperature, sample among the k most likely tokens (0 = all)")
 			fs.Float32Var(&o.topP, "top-p", 1, "llm: with --temperature, sample within this probability mass")
+			fs.IntVar(&o.prefillChunk, "prefill-chunk", 0, "chat: prompt rows per step while other requests step (0 = the engine's 128, -1 = whole prompts)")
 			fs.IntVar(&o.repeat, "repeat", 3, "timed runs after one warm-up; the fastest is reported")
 			fs.Float64Var(&o.probeSeconds, "probe-seconds", 2, "how long to measure the FMA peak")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
@@ -265,6 +268,9 @@ func writeBench(w io.Writer, r benchReport) error {
 	}
 	if r.Sampling != "" {
 		fmt.Fprintf(tw, "sampling\t%s\n", r.Sampling)
+	}
+	if r.LongestGapSeconds > 0 {
+		fmt.Fprintf(tw, "streaming\t%.3f s longest gap between the deltas of the answer streaming meanwhile\n", r.LongestGapSeconds)
 	}
 	if r.MeanBatch > 0 {
 		fmt.Fprintf(tw, "batching\t%.2f sequences per step on average\n", r.MeanBatch)

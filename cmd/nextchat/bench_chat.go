@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"time"
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/engine"
@@ -28,6 +29,8 @@ func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
 	}
 	eo := engine.DefaultOptions()
 	eo.Threads, eo.KVDType, eo.ContextTokens = o.threads, kv, 1024
+	eo.MaxSequences = 2 // an answer streams while a cold question arrives
+	eo.PrefillChunk = o.prefillChunk
 	for _, b := range o.batches {
 		if b < 1 {
 			return benchReport{}, usageError("batch sizes must be ≥ 1")
@@ -41,13 +44,18 @@ func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
 	defer e.Close()
 	cfg := e.Config()
 	rng := rand.New(rand.NewPCG(1, 2))
-	features := make([]float32, cfg.ImageTokens()*cfg.HiddenSize)
-	for i := range features {
-		features[i] = float32(rng.NormFloat64() * 0.02)
+	image := func() []float32 {
+		features := make([]float32, cfg.ImageTokens()*cfg.HiddenSize)
+		for i := range features {
+			features[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		return features
 	}
-	ask := func(q string) (engine.Prepared, error) {
+	askAbout := func(features []float32, q string) (engine.Prepared, error) {
 		return e.Prepare(engine.Request{Turns: []prompt.Turn{{Role: prompt.User, Text: q}}, ImageFeatures: features})
 	}
+	features := image()
+	ask := func(q string) (engine.Prepared, error) { return askAbout(features, q) }
 	first, err := ask(chatFirstQuestion)
 	if err != nil {
 		return benchReport{}, err
@@ -98,6 +106,18 @@ func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
 	if err != nil {
 		return r, err
 	}
+	gap, coldCached, err := benchArrival(ctx, o, e, first, func() (engine.Prepared, error) {
+		return askAbout(image(), chatFirstQuestion)
+	})
+	if err != nil {
+		return r, err
+	}
+	if s, err = report("chat cold question arriving while an answer streams (time to first token)", gap.RunSeconds,
+		gap.ItemsPerRun, coldCached); err != nil {
+		return r, err
+	}
+	s.LongestGapSeconds = gap.LongestGapSeconds
+	r.Stages = append(r.Stages, s)
 	for _, b := range o.batches {
 		s, err := benchConcurrentAnswers(ctx, o, e, first, b)
 		if err != nil {
@@ -112,6 +132,67 @@ func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
 		r.Stages = append(r.Stages, s)
 	}
 	return r, nil
+}
+
+// benchArrival measures what a cold question (a new image: nothing cached) costs an answer that is streaming: the
+// answer (the first question, sampled, 48 tokens) starts, and after its 8th text delta the cold question arrives.
+// The report holds the cold question's time to first token per run (ItemsPerRun: its prompt rows) and the longest
+// gap between the streaming answer's deltas while it was prefilled (chunked: Options.PrefillChunk); cached is how
+// many of its rows the prefix cache held (the system prompt's).
+func benchArrival(ctx context.Context, o benchOptions, e *engine.Engine, streaming engine.Prepared,
+	coldQuestion func() (engine.Prepared, error)) (r benchReport, cached int, err error) {
+	stream := engine.GenParams{MaxNewTokens: 48, Sampling: bindings.Sampling{Temperature: 1, TopP: 1, RepetitionPenalty: 1}}
+	for run := 0; run <= o.repeat; run++ {
+		cold, err := coldQuestion()
+		if err != nil {
+			return r, 0, err
+		}
+		var (
+			last, arrived time.Time
+			longest       time.Duration
+			deltas        int
+			ttft          = make(chan time.Duration, 1)
+			coldRes       = make(chan engine.Result, 1)
+			coldErr       = make(chan error, 1)
+		)
+		last = time.Now()
+		_, err = e.Run(ctx, streaming, stream, func(string) error {
+			now := time.Now()
+			if !arrived.IsZero() && now.Sub(last) > longest {
+				longest = now.Sub(last)
+			}
+			last = now
+			if deltas++; deltas == 8 {
+				arrived = now
+				go func() {
+					start := time.Now()
+					res, err := e.Run(ctx, cold, engine.GenParams{MaxNewTokens: 1, Sampling: bindings.Greedy}, nil)
+					ttft <- time.Since(start)
+					coldRes <- res
+					coldErr <- err
+				}()
+			}
+			return nil
+		})
+		if err != nil {
+			return r, 0, err
+		}
+		if arrived.IsZero() {
+			return r, 0, fmt.Errorf("the streaming answer ended after %d text deltas, before the cold question arrived", deltas)
+		}
+		seconds, res := (<-ttft).Seconds(), <-coldRes
+		if err := <-coldErr; err != nil {
+			return r, 0, err
+		}
+		cached = res.CachedRows // the system prompt's rows: the image is new
+		// The first run is a warm-up.
+		if run > 0 {
+			r.RunSeconds = append(r.RunSeconds, seconds)
+			r.LongestGapSeconds = max(r.LongestGapSeconds, longest.Seconds())
+		}
+		r.ItemsPerRun = len(cold.IDs)
+	}
+	return r, cached, nil
 }
 
 // benchConcurrentAnswers times `answers` calls of Run at once on one engine, each o.steps tokens after the cached

@@ -121,15 +121,21 @@ func TestBenchChatOnTiny(t *testing.T) {
 	assert.Equal(t, "chat first question (time to first token, nothing cached)", r.Benchmark)
 	assert.Equal(t, 0, r.Shape["cached_rows"])
 	require.Len(t, r.RunSeconds, 2)
-	require.Len(t, r.Stages, 3)
+	require.Len(t, r.Stages, 4)
 	follow := r.Stages[0]
 	assert.Equal(t, "chat follow-up question (time to first token, prefix cached)", follow.Benchmark)
 	rows, cached := follow.Shape["prompt_rows"], follow.Shape["cached_rows"]
 	assert.Greater(t, cached, 16, "the tiny preset's 16 image rows and the system prompt are cached")
 	assert.Less(t, cached, rows)
 	assert.InDelta(t, r.FLOPPerItem/float64(r.Shape["prompt_rows"])*float64(rows-cached), follow.FLOPPerItem, 1)
+	arrival := r.Stages[1]
+	assert.Equal(t, "chat cold question arriving while an answer streams (time to first token)", arrival.Benchmark)
+	require.Len(t, arrival.RunSeconds, 2)
+	assert.Greater(t, arrival.LongestGapSeconds, 0.0)
+	assert.Equal(t, r.Shape["prompt_rows"], arrival.Shape["prompt_rows"], "the same question about another image")
+	assert.Less(t, arrival.Shape["cached_rows"], 50, "only the system prompt: the image is new")
 	for i, answers := range []int{1, 3} {
-		s := r.Stages[1+i]
+		s := r.Stages[2+i]
 		assert.Equal(t, fmt.Sprintf("chat %d concurrent answers (tokens/s, steps batched)", answers), s.Benchmark)
 		assert.Equal(t, answers*5, s.ItemsPerRun)
 		assert.GreaterOrEqual(t, s.MeanBatch, 1.0)

@@ -103,6 +103,13 @@ func (b *batcher) leave() {
 	b.signal()
 }
 
+// others: whether requests besides the caller (a member) are stepping.
+func (b *batcher) others() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.members > 1
+}
+
 func (b *batcher) signal() {
 	select {
 	case b.arrived <- struct{}{}:

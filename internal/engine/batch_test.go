@@ -146,3 +146,27 @@ func TestConcurrentAnswersAreBatched(t *testing.T) {
 	assert.Equal(t, int64(len(questions)*12), seqs, "a prefill and 11 decode steps per answer")
 	assert.GreaterOrEqual(t, float64(seqs)/float64(steps), 2.0, "%d sequences in %d steps", seqs, steps)
 }
+
+// While another request steps, a prompt is prefilled in chunks of PrefillChunk rows, each a batched step of its own,
+// and the answer is the one a whole-prompt prefill gives.
+func TestPromptsAreChunkedWhileOthersStep(t *testing.T) {
+	c, g := goldenCase(t, "plain_greedy")
+	const chunk = 16
+	chunked := openCase(t, c, bindings.F32, noPrefixCache, func(o *Options) { o.PrefillChunk = chunk })
+	whole := openCase(t, c, bindings.F32, noPrefixCache)
+	p, err := whole.Prepare(Request{Turns: []prompt.Turn{{Role: prompt.User, Text: "What is in the image?"}},
+		ImageFeatures: g["proj.out"].F32})
+	require.NoError(t, err)
+	gen := GenParams{MaxNewTokens: 6, Sampling: bindings.Greedy}
+	want, err := whole.Run(context.Background(), p, gen, nil)
+	require.NoError(t, err)
+	assert.Equal(t, Stats{BatchedSteps: 6, BatchedSequences: 6}, whole.Stats(), "alone: one prefill step, five decode")
+
+	chunked.batch.join() // another request in progress (it never sends a step: each batch waits 2 ms for it)
+	got, err := chunked.Run(context.Background(), p, gen, nil)
+	chunked.batch.leave()
+	require.NoError(t, err)
+	assert.Equal(t, want.Tokens, got.Tokens)
+	chunks := int64((len(p.IDs) + chunk - 1) / chunk)
+	assert.Equal(t, Stats{BatchedSteps: chunks + 5, BatchedSequences: chunks + 5}, chunked.Stats())
+}

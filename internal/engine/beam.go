@@ -56,21 +56,12 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 	e.batch.join() // the prefill and every beam step are batched with other requests' steps
 	defer e.batch.leave()
 	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows, Logits: true}
-	rows := e.prefixes.keys(prompt, e.Model.Hidden())
-	e.mu.Lock()
-	root, cached, err := e.startSequence(rows, len(rows)-1, bindings.Greedy)
-	e.mu.Unlock()
+	root, cached, out, err := e.prefill(prompt, e.prefixes.keys(prompt, e.Model.Hidden()), bindings.Greedy, false)
 	if err != nil {
 		return Result{}, err
 	}
-	prompt.Seq = root
-	out, err := e.batchStep([]bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
-	if err != nil {
-		e.closeSeqs(root)
-		return Result{}, fmt.Errorf("prefill: %w", err)
-	}
 	live := []*beam{{seq: root}}
-	logits := [][]float32{out[0].Logits}
+	logits := [][]float32{out.Logits}
 	defer func() {
 		e.closeSeqs(beamSeqs(live)...)
 	}()
@@ -137,7 +128,8 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 }
 
 // nextBeams keeps the best candidates as the next live beams (at most width; a candidate that ends — ends says —
-// becomes a hypothesis scored by its log-probability instead) and closes the beams none continues: a beam's first
+// becomes a hypothesis instead, its score the raw log-probability for the caller to normalize) and closes the
+// beams none continues: a beam's first
 // continuation takes over its sequence, the others fork it. Under e.mu. On a failed fork the beams made so far are
 // returned with the error; every sequence of live is then either closed or in them.
 func (e *Engine) nextBeams(live []*beam, cands []candidate, width int, ends func([]int32, candidate) bool) (

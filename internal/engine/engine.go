@@ -39,6 +39,9 @@ type Options struct {
 	// PrefixCache: finished sequences kept so that requests sharing their first rows prefill only the rest
 	// (0: MaxSequences; negative: none; at most MaxSequences, whose KV blocks they use between requests).
 	PrefixCache int
+	// PrefillChunk: while other requests step, an answer's prompt is prefilled this many rows per step, so that
+	// their tokens keep coming (0: 128; negative: whole prompts).
+	PrefillChunk int
 }
 
 // DefaultOptions: CPU, F16 KV cache in blocks of 16.
@@ -78,7 +81,9 @@ type Engine struct {
 	samImages featureCache
 	prefixes  prefixCache // finished sequences by the rows they hold
 	slots     *slotPool   // the plan's sequences among running requests
-	batch     *batcher    // concurrent answers' steps, merged
+	// prefillChunk: rows per prefill step while others step (Options.PrefillChunk; 0: whole prompts).
+	prefillChunk int
+	batch        *batcher // concurrent answers' steps, merged
 }
 
 // Open loads a model directory, reserves its memory plan and allocates the KV cache the plan sizes.
@@ -115,7 +120,17 @@ func Open(path string, o Options) (*Engine, error) {
 		images:    featureCache{capacity: plan.Request.FeatureCacheImages},
 		samImages: featureCache{capacity: plan.Request.SAMCacheImages},
 		prefixes:  newPrefixCache(prefixEntries(o.PrefixCache, plan.Request.MaxSequences)),
-		slots:     newSlotPool(plan.Request.MaxSequences), batch: newBatcher()}, nil
+		slots:     newSlotPool(plan.Request.MaxSequences), batch: newBatcher(), prefillChunk: prefillChunk(o.PrefillChunk)}, nil
+}
+
+func prefillChunk(option int) int {
+	switch {
+	case option < 0:
+		return 0
+	case option == 0:
+		return 128
+	}
+	return option
 }
 
 func prefixEntries(option, sequences int) int {
@@ -157,8 +172,9 @@ func (e *Engine) step(inputs []bindings.StepInput) ([]bindings.StepOutput, error
 	}
 }
 
-// prefill starts an answer's sequence and runs its prompt rows past the cached ones (batched with what other
-// answers step meanwhile). It returns the sequence, the cached rows and the prefill's output.
+// prefill starts a request's sequence (an answer's, a beam search's root) and runs its prompt rows past the cached
+// ones, batched with what other requests step meanwhile. It returns the sequence, the cached rows and the output
+// of the prompt's last row (what prompt asks of it: a sampled token, logits).
 func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sampling, sample bool) (
 	*bindings.Seq, int, bindings.StepOutput, error) {
 	e.mu.Lock()
@@ -168,12 +184,23 @@ func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sa
 		return nil, 0, bindings.StepOutput{}, err
 	}
 	prompt.Seq, prompt.Sample = seq, sample
-	out, err := e.batchStep([]bindings.StepInput{rowsFrom(prompt, cached, e.Model.Hidden())})
-	if err != nil {
-		e.closeSeqs(seq)
-		return nil, 0, bindings.StepOutput{}, fmt.Errorf("prefill: %w", err)
+	for from := cached; ; {
+		// While other requests step, the prompt goes in chunks, each batched with their rows: they keep streaming
+		// instead of waiting for the whole prefill.
+		to := len(prompt.Tokens)
+		if e.prefillChunk > 0 && to-from > e.prefillChunk && e.batch.others() {
+			to = from + e.prefillChunk
+		}
+		out, err := e.batchStep([]bindings.StepInput{rowsBetween(prompt, from, to, e.Model.Hidden())})
+		if err != nil {
+			e.closeSeqs(seq)
+			return nil, 0, bindings.StepOutput{}, fmt.Errorf("prefill: %w", err)
+		}
+		if to == len(prompt.Tokens) {
+			return seq, cached, out[0], nil
+		}
+		from = to
 	}
-	return seq, cached, out[0], nil
 }
 
 // closeSeqs closes sequences (under e.mu: their blocks go back to the cache).

@@ -141,16 +141,7 @@ func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shar
 	inputs[0].Seq = root
 	start := max(shared, cached)
 	if start > cached {
-		prefix := rowsFrom(inputs[0], cached, hidden)
-		n := start - cached
-		prefix.Tokens, prefix.Locate = prefix.Tokens[:n], nil
-		if prefix.Embeds != nil {
-			prefix.Embeds = prefix.Embeds[:n*hidden]
-			if prefix.EmbedRows != nil {
-				prefix.EmbedRows = prefix.EmbedRows[:n]
-			}
-		}
-		if _, err := e.batchStep([]bindings.StepInput{prefix}); err != nil {
+		if _, err := e.batchStep([]bindings.StepInput{rowsBetween(inputs[0], cached, start, hidden)}); err != nil {
 			e.closeSeqs(root)
 			return 0, fmt.Errorf("grounding prefix: %w", err)
 		}
@@ -217,14 +208,23 @@ func embedsRow(in bindings.StepInput, r int) bool {
 
 // rowsFrom is the input's rows from row `from` on, for the same sequence.
 func rowsFrom(in bindings.StepInput, from, hidden int) bindings.StepInput {
-	out := bindings.StepInput{Seq: in.Seq, Tokens: in.Tokens[from:], Sample: in.Sample, Logits: in.Logits}
+	return rowsBetween(in, from, len(in.Tokens), hidden)
+}
+
+// rowsBetween is the input's rows [from, to) for the same sequence; what it asks of the last row (a sampled token,
+// logits) only when that row is among them.
+func rowsBetween(in bindings.StepInput, from, to, hidden int) bindings.StepInput {
+	out := bindings.StepInput{Seq: in.Seq, Tokens: in.Tokens[from:to]}
+	if to == len(in.Tokens) {
+		out.Sample, out.Logits = in.Sample, in.Logits
+	}
 	if in.Locate != nil {
-		out.Locate = in.Locate[from:]
+		out.Locate = in.Locate[from:to]
 	}
 	if in.Embeds != nil {
-		out.Embeds = in.Embeds[from*hidden:]
+		out.Embeds = in.Embeds[from*hidden : to*hidden]
 		if in.EmbedRows != nil {
-			out.EmbedRows = in.EmbedRows[from:]
+			out.EmbedRows = in.EmbedRows[from:to]
 		}
 	}
 	return out
