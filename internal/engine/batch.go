@@ -79,6 +79,7 @@ type batcher struct {
 	// while they take in the last output and stream it); arrived wakes a batch waiting for them.
 	members int
 	arrived chan struct{}
+	wait    time.Duration // batchWait (tests lengthen it)
 	steps   int64 // batched steps run, and the sequences they held (Stats)
 	seqs    int64
 }
@@ -87,7 +88,7 @@ type batcher struct {
 // when they only record a token, up to this when a stream callback is slow.
 const batchWait = 2 * time.Millisecond
 
-func newBatcher() *batcher { return &batcher{arrived: make(chan struct{}, 1)} }
+func newBatcher() *batcher { return &batcher{arrived: make(chan struct{}, 1), wait: batchWait} }
 
 // join and leave bracket an answer's steps.
 func (b *batcher) join() {
@@ -117,9 +118,9 @@ func (b *batcher) signal() {
 	}
 }
 
-// gather waits until every member's call is pending or batchWait has passed; it returns with b.mu held.
+// gather waits until every member's call is pending or b.wait has passed; it returns with b.mu held.
 func (b *batcher) gather() {
-	deadline := time.NewTimer(batchWait)
+	deadline := time.NewTimer(b.wait)
 	defer deadline.Stop()
 	b.mu.Lock()
 	for len(b.pending) < b.members {
