@@ -11,50 +11,71 @@ import (
 
 // slotPool counts the plan's sequences (MaxSequences) among the requests that run at once: a request takes the
 // sequences it needs (one answer, its beams, its expressions) before it starts and gives them back when it ends, so
-// their KV blocks and bookkeeping are always within the plan. Requests wait for free slots; they are not queued in
-// order, so a request needing many slots can wait while smaller ones pass.
+// their KV blocks and bookkeeping are always within the plan. Requests that must wait are served in arrival order:
+// a beam search waiting for four sequences is not overtaken by the single answers arriving after it.
 type slotPool struct {
-	mu      sync.Mutex
-	free    int
-	total   int
-	changed chan struct{} // closed and replaced whenever slots are given back
+	mu    sync.Mutex
+	free  int
+	total int
+	queue []*slotWaiter // waiting requests, oldest first
+}
+
+type slotWaiter struct {
+	n       int
+	granted chan struct{} // closed when its sequences are taken for it
 }
 
 func newSlotPool(n int) *slotPool {
-	return &slotPool{free: n, total: n, changed: make(chan struct{})}
+	return &slotPool{free: n, total: n}
 }
 
 func (p *slotPool) acquire(ctx context.Context, n int) error {
-	for {
-		p.mu.Lock()
-		if p.free >= n {
-			p.free -= n
-			p.mu.Unlock()
-			return nil
-		}
-		changed := p.changed
+	p.mu.Lock()
+	if len(p.queue) == 0 && p.free >= n {
+		p.free -= n
 		p.mu.Unlock()
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %d of the plan's %d sequences: %w", n, p.total, ctx.Err())
+		return nil
+	}
+	w := &slotWaiter{n: n, granted: make(chan struct{})}
+	p.queue = append(p.queue, w)
+	p.mu.Unlock()
+	select {
+	case <-w.granted:
+		return nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-w.granted: // granted meanwhile: give them back
+		p.free += n
+	default:
+		for i, q := range p.queue {
+			if q == w {
+				p.queue = append(p.queue[:i], p.queue[i+1:]...)
+				break
+			}
 		}
 	}
+	p.grant() // the next in line may fit now
+	return fmt.Errorf("waiting for %d of the plan's %d sequences: %w", n, p.total, ctx.Err())
 }
 
 func (p *slotPool) release(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.free += n
-	close(p.changed)
-	p.changed = make(chan struct{})
+	p.grant()
 }
 
-// inUse is how many sequences the running requests hold.
-func (p *slotPool) inUse() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.total - p.free
+// grant serves the waiting requests in order while the oldest fits.
+func (p *slotPool) grant() {
+	for len(p.queue) > 0 && p.free >= p.queue[0].n {
+		w := p.queue[0]
+		p.queue = p.queue[1:]
+		p.free -= w.n
+		close(w.granted)
+	}
 }
 
 // stepCall is one request's part of a step (its sequences' rows) waiting for a batched step.

@@ -171,3 +171,42 @@ func TestPromptsAreChunkedWhileOthersStep(t *testing.T) {
 	chunks := int64((len(p.IDs) + chunk - 1) / chunk)
 	assert.Equal(t, Stats{BatchedSteps: chunks + 5, BatchedSequences: chunks + 5}, chunked.Stats())
 }
+
+// Requests waiting for sequences are served in arrival order, and one that gives up lets the next in line go.
+func TestSlotsAreServedInArrivalOrder(t *testing.T) {
+	p := newSlotPool(3)
+	require.NoError(t, p.acquire(context.Background(), 3))
+	granted := make(chan string, 3)
+	wait := func(name string, n int, ctx context.Context) {
+		go func() {
+			if err := p.acquire(ctx, n); err != nil {
+				granted <- name + ": " + err.Error()
+				return
+			}
+			granted <- name
+		}()
+		require.Eventually(t, func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return len(p.queue) > 0 && p.queue[len(p.queue)-1].n == n
+		}, 10*time.Second, time.Millisecond, name)
+	}
+	beams, cancelBeams := context.WithCancel(context.Background())
+	wait("beams", 3, beams)
+	wait("answer", 1, context.Background())
+	p.release(2)
+	select {
+	case g := <-granted:
+		t.Fatalf("%s was served before the beam search that waits first", g)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancelBeams()
+	assert.ElementsMatch(t, []string{"beams: waiting for 3 of the plan's 3 sequences: context canceled", "answer"},
+		[]string{<-granted, <-granted}, "the next in line goes once the first gives up")
+	p.release(1)
+	p.release(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	assert.Equal(t, 3, p.free)
+	assert.Empty(t, p.queue)
+}
