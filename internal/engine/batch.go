@@ -101,7 +101,7 @@ type batcher struct {
 	members int
 	arrived chan struct{}
 	wait    time.Duration // batchWait (tests lengthen it)
-	steps   int64 // batched steps run, and the sequences they held (Stats)
+	steps   int64         // batched steps run, and the sequences they held (Stats)
 	seqs    int64
 }
 

@@ -210,3 +210,27 @@ func TestSlotsAreServedInArrivalOrder(t *testing.T) {
 	assert.Equal(t, 3, p.free)
 	assert.Empty(t, p.queue)
 }
+
+// Grounding's shared rows are chunked too while another request steps, with the boxes of a whole-prompt prefill.
+func TestGroundingPrefixIsChunkedWhileOthersStep(t *testing.T) {
+	c, g := goldenCase(t, "plain_greedy")
+	const chunk = 16
+	chunked := openCase(t, c, bindings.F32, noPrefixCache, func(o *Options) { o.PrefillChunk = chunk })
+	whole := openCase(t, c, bindings.F32, noPrefixCache)
+	exprs := []string{"the red circle", "the blue square"}
+	want, err := whole.Ground(context.Background(), nil, g["proj.out"].F32, exprs)
+	require.NoError(t, err)
+	assert.Equal(t, Stats{BatchedSteps: 2, BatchedSequences: 3}, whole.Stats(), "the shared rows, then both expressions")
+
+	chunked.batch.join() // another request in progress
+	got, err := chunked.Ground(context.Background(), nil, g["proj.out"].F32, exprs)
+	chunked.batch.leave()
+	require.NoError(t, err)
+	for i := range got {
+		for j := range got[i].Box {
+			assert.InDelta(t, want[i].Box[j], got[i].Box[j], 1e-5)
+		}
+	}
+	steps := chunked.Stats().BatchedSteps
+	assert.Greater(t, steps, int64(2), "the shared rows went in chunks")
+}

@@ -184,22 +184,31 @@ func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sa
 		return nil, 0, bindings.StepOutput{}, err
 	}
 	prompt.Seq, prompt.Sample = seq, sample
-	for from := cached; ; {
-		// While other requests step, the prompt goes in chunks, each batched with their rows: they keep streaming
-		// instead of waiting for the whole prefill.
-		to := len(prompt.Tokens)
-		if e.prefillChunk > 0 && to-from > e.prefillChunk && e.batch.others() {
-			to = from + e.prefillChunk
+	out, err := e.prefillRows(prompt, cached, len(prompt.Tokens))
+	if err != nil {
+		e.closeSeqs(seq)
+		return nil, 0, bindings.StepOutput{}, fmt.Errorf("prefill: %w", err)
+	}
+	return seq, cached, out, nil
+}
+
+// prefillRows steps rows [from, to) of one sequence's input and returns the output of the last. While other
+// requests step, the rows go in chunks of prefillChunk, each batched with their rows: they keep streaming instead of
+// waiting for the whole prefill.
+func (e *Engine) prefillRows(in bindings.StepInput, from, to int) (bindings.StepOutput, error) {
+	for {
+		end := to
+		if e.prefillChunk > 0 && end-from > e.prefillChunk && e.batch.others() {
+			end = from + e.prefillChunk
 		}
-		out, err := e.batchStep([]bindings.StepInput{rowsBetween(prompt, from, to, e.Model.Hidden())})
+		out, err := e.batchStep([]bindings.StepInput{rowsBetween(in, from, end, e.Model.Hidden())})
 		if err != nil {
-			e.closeSeqs(seq)
-			return nil, 0, bindings.StepOutput{}, fmt.Errorf("prefill: %w", err)
+			return bindings.StepOutput{}, err
 		}
-		if to == len(prompt.Tokens) {
-			return seq, cached, out[0], nil
+		if end == to {
+			return out[0], nil
 		}
-		from = to
+		from = end
 	}
 }
 

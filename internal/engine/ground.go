@@ -57,7 +57,7 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	e.batch.join() // both steps are batched with other requests' steps
 	defer e.batch.leave()
 	rows := e.prefixes.keys(inputs[0], hidden)
-	start, err := e.startGrounding(inputs, rows, shared, hidden)
+	start, err := e.startGrounding(inputs, rows, shared)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func groundingTurns(expr string) []prompt.Turn {
 // it and it is forked for the others: its cache blocks are shared, not recomputed (the last partial block is copied
 // on the first write). Prefill attends to what the KV cache holds either way, so the boxes are those of one
 // prefill per expression.
-func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shared, hidden int) (int, error) {
+func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shared int) (int, error) {
 	limit := shared
 	if len(inputs) == 1 {
 		limit = len(rows) - 1
@@ -141,7 +141,7 @@ func (e *Engine) startGrounding(inputs []bindings.StepInput, rows []rowKey, shar
 	inputs[0].Seq = root
 	start := max(shared, cached)
 	if start > cached {
-		if _, err := e.batchStep([]bindings.StepInput{rowsBetween(inputs[0], cached, start, hidden)}); err != nil {
+		if _, err := e.prefillRows(inputs[0], cached, start); err != nil {
 			e.closeSeqs(root)
 			return 0, fmt.Errorf("grounding prefix: %w", err)
 		}
