@@ -11,7 +11,8 @@ import (
 // Conversation is a multi-turn chat about at most one image: every question is asked with the conversation so far
 // in the Vicuna format (§6.1: "USER: q1 ASSISTANT: a1</s>USER: q2 ASSISTANT:"), each earlier answer with the boxes
 // of its locations (prompt.Turn.Boxes), so the model sees what it generated. The prefix cache continues the previous
-// turn's sequence: a turn prefills only its new rows. Not safe for concurrent use; the engine serializes the runs.
+// turn's sequence: a turn prefills only its new rows. A conversation is not safe for concurrent use (its turns are
+// in order); many conversations may share an engine.
 type Conversation struct {
 	engine *Engine
 	image  *imageproc.RGB

@@ -67,14 +67,16 @@ func (o Options) PlanRequest() bindings.PlanRequest {
 		SAMCacheImages: caches(o.SAMCacheImages, 4)}
 }
 
-// Engine serves requests on one loaded model. Generate calls are serialized.
+// Engine serves requests on one loaded model. Safe for concurrent use: requests take their sequences from the plan
+// and their steps are batched together (docs/ARCHITECTURE.md "Batching").
 type Engine struct {
 	Dir   *modeldir.Dir
 	Model *bindings.Model
 	Tok   *tokenizer.Tokenizer
 	// Plan is the memory plan the core reserved: every limit a request is admitted against.
-	Plan   bindings.Plan
-	cache  *bindings.Cache
+	Plan  bindings.Plan
+	cache *bindings.Cache
+	// mu guards the KV cache: steps, and starting, forking and closing sequences (and the prefix cache with them).
 	mu     sync.Mutex
 	images featureCache // CLIP features by image content
 	// SAM image embeddings by content: the encoder runs once per image, and only for answers with locations.
@@ -83,7 +85,7 @@ type Engine struct {
 	slots     *slotPool   // the plan's sequences among running requests
 	// prefillChunk: rows per prefill step while others step (Options.PrefillChunk; 0: whole prompts).
 	prefillChunk int
-	batch        *batcher // concurrent answers' steps, merged
+	batch        *batcher // concurrent requests' steps, merged
 }
 
 // Open loads a model directory, reserves its memory plan and allocates the KV cache the plan sizes.
