@@ -87,16 +87,16 @@ type stepCall struct {
 	lead chan struct{} // receives when this call is to run the next batch
 }
 
-// batcher merges the steps of concurrent answers (Run) — prompts past their cached rows and decode rows alike —
-// into one Model.Step: a step reads every weight once for all its rows, so answers stepping together cost little
-// more than one (docs/ARCHITECTURE.md "Batching"). Whoever finds no batch running runs one with the calls pending at
-// that moment (as many as the plan's rows per step take); calls arriving meanwhile wait, and the first of them runs
-// the next batch. Nothing waits for stragglers: an answer busy streaming its text joins the batch after.
+// batcher merges the steps of concurrent requests — answers' prompts past their cached rows and decode rows, beam
+// steps, grounding steps — into one Model.Step: a step reads every weight once for all its rows, so requests
+// stepping together cost little more than one (docs/ARCHITECTURE.md "Batching"). Whoever finds no batch running
+// runs one with the calls pending once every member's is there or b.wait has passed (as many as the plan's rows
+// per step take); calls arriving meanwhile wait, and the first of them runs the next batch.
 type batcher struct {
 	mu      sync.Mutex
 	pending []*stepCall
 	running bool
-	// members are the answers between their start and their end, which each step (their next call is on its way
+	// members are the requests between their start and their end, which each step (their next call is on its way
 	// while they take in the last output and stream it); arrived wakes a batch waiting for them.
 	members int
 	arrived chan struct{}
@@ -111,7 +111,7 @@ const batchWait = 2 * time.Millisecond
 
 func newBatcher() *batcher { return &batcher{arrived: make(chan struct{}, 1), wait: batchWait} }
 
-// join and leave bracket an answer's steps.
+// join and leave bracket a request's steps.
 func (b *batcher) join() {
 	b.mu.Lock()
 	b.members++

@@ -52,19 +52,21 @@ func DefaultOptions() Options {
 // PlanRequest is the memory plan request the options make (one image per CLIP call: the engine encodes each
 // image on its own).
 func (o Options) PlanRequest() bindings.PlanRequest {
-	caches := func(n, def int) int {
-		switch {
-		case n < 0:
-			return 0
-		case n == 0:
-			return def
-		}
-		return n
-	}
 	return bindings.PlanRequest{Backend: o.Backend, Threads: o.Threads, MaxContext: int64(o.ContextTokens),
 		MaxSequences: o.MaxSequences, MaxStepRows: o.MaxStepRows, MaxImages: 1, MaxLocations: o.MaxLocations,
-		KVBlockSize: o.KVBlockSize, KVDType: o.KVDType, FeatureCacheImages: caches(o.FeatureCacheImages, 16),
-		SAMCacheImages: caches(o.SAMCacheImages, 4)}
+		KVBlockSize: o.KVBlockSize, KVDType: o.KVDType, FeatureCacheImages: optionOr(o.FeatureCacheImages, 16),
+		SAMCacheImages: optionOr(o.SAMCacheImages, 4)}
+}
+
+// optionOr reads a count option whose 0 means a default and a negative value none.
+func optionOr(n, def int) int {
+	switch {
+	case n < 0:
+		return 0
+	case n == 0:
+		return def
+	}
+	return n
 }
 
 // Engine serves requests on one loaded model. Safe for concurrent use: requests take their sequences from the plan
@@ -121,28 +123,8 @@ func Open(path string, o Options) (*Engine, error) {
 	return &Engine{Dir: d, Model: m, Tok: tok, Plan: plan, cache: cache,
 		images:    featureCache{capacity: plan.Request.FeatureCacheImages},
 		samImages: featureCache{capacity: plan.Request.SAMCacheImages},
-		prefixes:  newPrefixCache(prefixEntries(o.PrefixCache, plan.Request.MaxSequences)),
-		slots:     newSlotPool(plan.Request.MaxSequences), batch: newBatcher(), prefillChunk: prefillChunk(o.PrefillChunk)}, nil
-}
-
-func prefillChunk(option int) int {
-	switch {
-	case option < 0:
-		return 0
-	case option == 0:
-		return 128
-	}
-	return option
-}
-
-func prefixEntries(option, sequences int) int {
-	switch {
-	case option < 0:
-		return 0
-	case option == 0:
-		return sequences
-	}
-	return min(option, sequences)
+		prefixes:  newPrefixCache(min(optionOr(o.PrefixCache, plan.Request.MaxSequences), plan.Request.MaxSequences)),
+		slots:     newSlotPool(plan.Request.MaxSequences), batch: newBatcher(), prefillChunk: optionOr(o.PrefillChunk, 128)}, nil
 }
 
 // startSequence gives a request its first sequence: a continuation of the cached one sharing most of its rows (at
@@ -177,7 +159,7 @@ func (e *Engine) step(inputs []bindings.StepInput) ([]bindings.StepOutput, error
 // prefill starts a request's sequence (an answer's, a beam search's root) and runs its prompt rows past the cached
 // ones, batched with what other requests step meanwhile. It returns the sequence, the cached rows and the output
 // of the prompt's last row (what prompt asks of it: a sampled token, logits).
-func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sampling, sample bool) (
+func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sampling) (
 	*bindings.Seq, int, bindings.StepOutput, error) {
 	e.mu.Lock()
 	seq, cached, err := e.startSequence(rows, len(rows)-1, s)
@@ -185,7 +167,7 @@ func (e *Engine) prefill(prompt bindings.StepInput, rows []rowKey, s bindings.Sa
 	if err != nil {
 		return nil, 0, bindings.StepOutput{}, err
 	}
-	prompt.Seq, prompt.Sample = seq, sample
+	prompt.Seq = seq
 	out, err := e.prefillRows(prompt, cached, len(prompt.Tokens))
 	if err != nil {
 		e.closeSeqs(seq)
@@ -327,10 +309,10 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 	defer e.slots.release(1)
 	e.batch.join()
 	defer e.batch.leave()
-	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows}
-	rows := e.prefixes.keys(prompt, e.Model.Hidden())
 	sampleAt := func(generated int) bool { return generated >= len(g.Forced) }
-	seq, cached, out, err := e.prefill(prompt, rows, g.Sampling, sampleAt(0))
+	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows, Sample: sampleAt(0)}
+	rows := e.prefixes.keys(prompt, e.Model.Hidden())
+	seq, cached, out, err := e.prefill(prompt, rows, g.Sampling)
 	if err != nil {
 		return Result{}, err
 	}
