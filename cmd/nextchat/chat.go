@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nextchat/nextchat/internal/answer"
 	"io"
 	"log/slog"
 	"strings"
@@ -78,12 +79,12 @@ func chat(ctx context.Context, e *env, f answerFlags) error {
 		}
 		slog.Debug("turn", "cached_rows", res.CachedRows, "tokens", len(res.Tokens), "finish", res.Finish)
 		fmt.Fprintln(e.stdout)
-		locs, err := describeLocations(res, img)
+		locs, err := answer.Locations(res, img)
 		if err != nil {
 			return err
 		}
 		if img != nil && !f.noMask {
-			if err := addMasks(eng, img, res.Locations, locs, f.iouThreshold); err != nil {
+			if err := answer.AddMasks(eng, img, res.Locations, locs, f.iouThreshold); err != nil {
 				return err
 			}
 		}

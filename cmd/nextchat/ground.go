@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/nextchat/nextchat/internal/answer"
 
 	"github.com/spf13/pflag"
 
@@ -13,7 +14,7 @@ import (
 // groundJSON is one expression's result of `nextchat ground --json`.
 type groundJSON struct {
 	Expression string `json:"expression"`
-	locationJSON
+	answer.Location
 }
 
 func groundCommand() command {
@@ -62,12 +63,12 @@ func groundCommand() command {
 				if err != nil {
 					return err
 				}
-				described, err := describeLocations(engine.Result{Locations: locs}, img)
+				described, err := answer.Locations(engine.Result{Locations: locs}, img)
 				if err != nil {
 					return err
 				}
 				if *withMask {
-					if err := addMasks(eng, img, locs, described, *iouThreshold); err != nil {
+					if err := answer.AddMasks(eng, img, locs, described, *iouThreshold); err != nil {
 						return err
 					}
 				}
@@ -79,7 +80,7 @@ func groundCommand() command {
 				if *asJSON {
 					out := make([]groundJSON, len(args))
 					for i := range args {
-						out[i] = groundJSON{Expression: args[i], locationJSON: described[i]}
+						out[i] = groundJSON{Expression: args[i], Location: described[i]}
 					}
 					return printJSON(e.stdout, out)
 				}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/nextchat/nextchat/internal/answer"
 	"image/png"
 	"os"
 	"strconv"
@@ -48,10 +49,10 @@ func parseBoxes(specs []string) ([][4]float64, error) {
 }
 
 // writeAnnotated draws the answer's locations on the image (MODEL_SPEC §6.4) and writes a PNG.
-func writeAnnotated(path string, img *imageproc.RGB, locs []locationJSON) error {
+func writeAnnotated(path string, img *imageproc.RGB, locs []answer.Location) error {
 	items := make([]annotate.Item, 0, len(locs))
 	for _, l := range locs {
-		items = append(items, annotate.Item{Box: *l.BoxPixelRaw, Mask: l.mask, Label: strconv.Itoa(l.Index)})
+		items = append(items, annotate.Item{Box: *l.BoxPixelRaw, Mask: l.Mask, Label: strconv.Itoa(l.Index)})
 	}
 	f, err := os.Create(path)
 	if err != nil {

@@ -8,9 +8,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/answer"
 	"github.com/nextchat/nextchat/internal/engine"
 	"github.com/nextchat/nextchat/internal/imageproc"
-	"github.com/nextchat/nextchat/internal/mask"
 	"github.com/nextchat/nextchat/internal/prompt"
 )
 
@@ -42,7 +42,7 @@ func (f *answerFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.image, "image", "", "image to ask about (JPEG, PNG, GIF, WebP, BMP)")
 	fs.StringArrayVar(&f.boxes, "box", nil, "a region x1,y1,x2,y2 in image pixels, referred to as [0], [1], ... in questions (repeatable)")
 	fs.BoolVar(&f.noMask, "no-mask", false, "skip SAM: boxes only")
-	fs.Float64Var(&f.iouThreshold, "iou-threshold", 0.3, "drop masks whose predicted IoU is below this (NExT-Chat's demo: 0.3; 0 keeps all)")
+	fs.Float64Var(&f.iouThreshold, "iou-threshold", answer.DefaultIoUThreshold, "drop masks whose predicted IoU is below this (NExT-Chat's demo: 0.3; 0 keeps all)")
 	fs.IntVar(&f.maxNew, "max-new-tokens", 512, "most tokens to generate")
 	fs.Float32Var(&f.temperature, "temperature", 0, "sampling temperature; 0 = greedy (docs/SAMPLING.md)")
 	fs.IntVar(&f.topK, "top-k", 0, "sample among the k most likely tokens (0 = all)")
@@ -157,12 +157,12 @@ func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
 			return err
 		}
 	}
-	locs, err := describeLocations(res, req.Image)
+	locs, err := answer.Locations(res, req.Image)
 	if err != nil {
 		return err
 	}
 	if req.Image != nil && !f.noMask {
-		if err := addMasks(eng, req.Image, res.Locations, locs, f.iouThreshold); err != nil {
+		if err := answer.AddMasks(eng, req.Image, res.Locations, locs, f.iouThreshold); err != nil {
 			return err
 		}
 	}
@@ -181,13 +181,13 @@ func runAnswer(ctx context.Context, e *env, f runFlags, question string) error {
 
 // printLocations lists an answer's locations, one line each: the box in pixels (normalized without an image) and
 // the mask's IoU and area.
-func printLocations(w io.Writer, locs []locationJSON) {
+func printLocations(w io.Writer, locs []answer.Location) {
 	for _, l := range locs {
 		if l.BoxPixel != nil {
 			fmt.Fprintf(w, "[%d] box (pixels) %.1f, %.1f, %.1f, %.1f", l.Index, l.BoxPixel[0], l.BoxPixel[1], l.BoxPixel[2], l.BoxPixel[3])
 			if l.IoU != nil {
 				fmt.Fprintf(w, "  IoU %.3f  mask %d px", *l.IoU, l.MaskArea)
-				if l.mask == nil {
+				if l.Mask == nil {
 					fmt.Fprint(w, " (dropped: IoU below threshold)")
 				}
 			}
@@ -204,62 +204,14 @@ func formatBox(b [4]float32) string {
 
 // runJSON is the machine-readable result of `run --json`.
 type runJSON struct {
-	Answer    string         `json:"answer"` // with [k] markers
-	Text      string         `json:"text"`   // raw, with <at> <boxes>
-	Tokens    []int32        `json:"tokens"`
-	Finish    string         `json:"finish_reason"`
-	Locations []locationJSON `json:"locations"`
+	Answer    string            `json:"answer"` // with [k] markers
+	Text      string            `json:"text"`   // raw, with <at> <boxes>
+	Tokens    []int32           `json:"tokens"`
+	Finish    string            `json:"finish_reason"`
+	Locations []answer.Location `json:"locations"`
 }
 
-type locationJSON struct {
-	Index       int         `json:"index"`
-	TokenIndex  int         `json:"token_index"`
-	Box         [4]float32  `json:"box"`                     // normalized xyxy in the expand2square frame, raw
-	BoxPixel    *[4]float64 `json:"box_pixel,omitempty"`     // original image pixels, clipped to the image
-	BoxPixelRaw *[4]float64 `json:"box_pixel_raw,omitempty"` // unclipped (MODEL_SPEC §3: the model does not clamp)
-	IoU         *float32    `json:"iou,omitempty"`           // SAM's predicted IoU
-	MaskArea    int         `json:"mask_area,omitempty"`     // pixels, 0 when the mask was dropped
-	MaskRLE     *mask.RLE   `json:"mask_rle,omitempty"`      // COCO RLE in the original image size
-	mask        *mask.Mask
-}
-
-// addMasks segments the locations and attaches each mask (dropped below the IoU threshold, as the demo does).
-func addMasks(eng *engine.Engine, img *imageproc.RGB, locs []engine.Location, out []locationJSON, threshold float64) error {
-	segs, err := eng.Segment(img, locs)
-	if err != nil {
-		return err
-	}
-	for i, s := range segs {
-		iou := s.IoU
-		out[i].IoU = &iou
-		if threshold > 0 && float64(s.IoU) < threshold {
-			continue
-		}
-		m := s.Mask
-		rle := mask.Encode(m)
-		out[i].mask, out[i].MaskRLE, out[i].MaskArea = &m, &rle, m.Area()
-	}
-	return nil
-}
-
-// describeLocations maps every location to pixels when there is an image.
-func describeLocations(res engine.Result, img *imageproc.RGB) ([]locationJSON, error) {
-	locs := []locationJSON{}
-	for k, l := range res.Locations {
-		j := locationJSON{Index: k, TokenIndex: l.TokenIndex, Box: l.Box}
-		if img != nil {
-			raw, clipped, err := engine.PixelBox(l.Box, img.W, img.H)
-			if err != nil {
-				return nil, fmt.Errorf("location %d: %w", k, err)
-			}
-			j.BoxPixel, j.BoxPixelRaw = &clipped, &raw
-		}
-		locs = append(locs, j)
-	}
-	return locs, nil
-}
-
-func writeRunJSON(w io.Writer, res engine.Result, locs []locationJSON) error {
+func writeRunJSON(w io.Writer, res engine.Result, locs []answer.Location) error {
 	out := runJSON{Answer: engine.MarkLocations(res.Text), Text: res.Text, Tokens: res.Tokens, Finish: res.Finish,
 		Locations: locs}
 	return printJSON(w, out)

@@ -54,17 +54,9 @@ func openCase(t *testing.T, c golden.Case, dtype bindings.DType, adjust ...func(
 
 // goldenCase is the golden case of that name and its tensors.
 func goldenCase(t *testing.T, name string) (golden.Case, map[string]golden.Tensor) {
-	cases, err := golden.Cases()
+	c, g, err := golden.CaseNamed(name)
 	require.NoError(t, err)
-	for _, c := range cases {
-		if c.Name == name {
-			g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
-			require.NoError(t, err)
-			return c, g
-		}
-	}
-	t.Fatalf("golden case %s not found", name)
-	return golden.Case{}, nil
+	return c, g
 }
 
 // request is a golden case as an engine request: the reference's projected image features (the vision tower is

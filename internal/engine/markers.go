@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -21,6 +23,33 @@ func MarkLocations(text string) string {
 		b.WriteString("[" + strconv.Itoa(k) + "]")
 		text = text[i+len(prompt.Location):]
 	}
+}
+
+// marker is one location marker as MarkLocations writes it.
+var marker = regexp.MustCompile(`\[(\d+)\]`)
+
+// UnmarkLocations undoes MarkLocations for an earlier answer sent back with the boxes of its locations (boxes[k]
+// belongs to marker "[k]"): every marker becomes "<at> <boxes>" again, and the boxes are returned in the order of
+// the markers in the text, as prompt.Turn.Boxes wants them. A marker without a box is an error: its group would
+// have no box to feed (§2.3).
+func UnmarkLocations(marked string, boxes [][4]float32) (string, [][4]float32, error) {
+	var ordered [][4]float32
+	var err error
+	text := marker.ReplaceAllStringFunc(marked, func(m string) string {
+		k, convErr := strconv.Atoi(m[1 : len(m)-1])
+		if convErr != nil || k >= len(boxes) {
+			if err == nil {
+				err = fmt.Errorf("%w: location marker %s but %d location(s) given", prompt.ErrBadPrompt, m, len(boxes))
+			}
+			return m
+		}
+		ordered = append(ordered, boxes[k])
+		return prompt.Location
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return text, ordered, nil
 }
 
 // MarkingStream wraps a text stream so that what it passes on has location markers: push holds back a tail

@@ -87,6 +87,21 @@ func Cases() ([]Case, error) {
 	return doc.Cases, nil
 }
 
+// CaseNamed is the case of that name and its golden tensors.
+func CaseNamed(name string) (Case, map[string]Tensor, error) {
+	cases, err := Cases()
+	if err != nil {
+		return Case{}, nil, err
+	}
+	for _, c := range cases {
+		if c.Name == name {
+			g, err := Load(filepath.Join(Root(), "testdata", "golden", "model", c.File))
+			return c, g, err
+		}
+	}
+	return Case{}, nil, fmt.Errorf("golden case %s not found", name)
+}
+
 // Tensor is a decoded golden tensor.
 type Tensor struct {
 	Shape []int64
