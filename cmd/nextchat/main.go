@@ -39,7 +39,7 @@ func usageError(format string, args ...any) error {
 }
 
 func commands() []command {
-	cmds := []command{benchCommand(), convertCommand(), versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand(), groundCommand(), chatCommand()}
+	cmds := []command{benchCommand(), convertCommand(), versionCommand(), infoCommand(), gpusCommand(), genCommand(), tokenizeCommand(), detokenizeCommand(), runCommand(), groundCommand(), chatCommand(), serveCommand()}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
 }

@@ -214,6 +214,14 @@ func (e *Engine) ClearPrefixCache() {
 	e.prefixes.trim(0)
 }
 
+// KVBlocks reports the KV cache's free and total blocks; the prefix cache's entries hold theirs until a step needs
+// them. It waits for a running step.
+func (e *Engine) KVBlocks() (free, total int64, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.cache.Blocks()
+}
+
 // admit rejects, before any compute, a request whose sequences or rows the plan does not cover: prompt[i] are the
 // positions sequence i's prompt fills, extra the positions each may still add (new tokens), stepRows the most
 // prompt rows one step runs, all sequences together.

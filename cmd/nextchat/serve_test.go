@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// syncBuffer is a buffer the server's goroutines write to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// `serve` listens where told (port 0: a free one, printed), answers, and stops cleanly when its context ends.
+func TestServeAnswersAndShutsDown(t *testing.T) {
+	dir := realTokenizerModel(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--threads", "2", "--ctx", "256",
+			"--log-format", "json"}, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr})
+	}()
+	addr := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
+	require.Eventually(t, func() bool { return addr.MatchString(stderr.String()) }, time.Minute, 10*time.Millisecond,
+		"the server prints its address")
+	url := addr.FindString(stderr.String())
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3}`))
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	assert.Contains(t, string(body), `"completion_tokens":3`)
+	cancel()
+	select {
+	case c := <-code:
+		assert.Equal(t, 0, c, stderr.String())
+	case <-time.After(time.Minute):
+		t.Fatal("serve did not stop")
+	}
+	assert.Contains(t, stderr.String(), `"msg":"request"`, "requests are logged as JSON")
+	assert.Contains(t, stderr.String(), `"msg":"shutting down"`)
+}
+
+func TestServeUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no model", []string{"serve"}, "needs --model"},
+		{"stray argument", []string{"serve", "--model", "x", "extra"}, "no arguments"},
+		{"bad log format", []string{"serve", "--model", "x", "--log-format", "xml"}, "--log-format"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(tc.args...)
+			assert.Equal(t, 2, code)
+			assert.Contains(t, stderr, tc.want)
+		})
+	}
+}

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/nextchat/nextchat/bindings"
+	"github.com/nextchat/nextchat/internal/engine"
+	"github.com/nextchat/nextchat/internal/imageproc"
+	"github.com/nextchat/nextchat/internal/prompt"
+)
+
+// requestErrors are the engine's and core's errors that mean the request was wrong, not the server: 400.
+var requestErrors = []error{prompt.ErrBadPrompt, engine.ErrEmptyPrompt, bindings.ErrInvalidArgument,
+	imageproc.ErrBadBox, imageproc.ErrFileTooLarge, imageproc.ErrTooManyPixels, imageproc.ErrEmptyImage,
+	imageproc.ErrUnknownFormat, imageproc.ErrCorrupt, imageproc.ErrBadSize}
+
+// classify maps an error to its answer: the server's own as they are; what the request got wrong (its prompt,
+// image, boxes, arguments the core refused) 400; a request beyond the memory plan (context, sequences, boxes) 400
+// with its limit named; a client that went away 499; anything else 500.
+func classify(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	switch {
+	case errors.Is(err, bindings.ErrOverPlan):
+		return &apiError{http.StatusBadRequest, "context_length_exceeded", err.Error()}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return &apiError{499, "request_cancelled", err.Error()}
+	}
+	for _, e := range requestErrors {
+		if errors.Is(err, e) {
+			return &apiError{http.StatusBadRequest, "invalid_request_error", err.Error()}
+		}
+	}
+	return &apiError{http.StatusInternalServerError, "internal_error", err.Error()}
+}
+
+// decodeDataURL decodes an image sent inline ("data:image/png;base64,..."), read as the reference reads files
+// (PIL's convert("RGB"), no EXIF rotation), within imageproc's default size limits.
+func decodeDataURL(u string) (*imageproc.RGB, error) {
+	rest, ok := strings.CutPrefix(u, "data:")
+	if !ok {
+		return nil, fmt.Errorf("only data URLs (data:image/png;base64,...) are accepted: the server fetches nothing")
+	}
+	meta, data, ok := strings.Cut(rest, ",")
+	if !ok || !strings.HasSuffix(meta, ";base64") {
+		return nil, fmt.Errorf("want a base64 data URL (data:image/png;base64,...)")
+	}
+	b, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(data); err != nil {
+			return nil, fmt.Errorf("data URL: %v", err)
+		}
+	}
+	img, _, err := imageproc.DecodeBytes(b, imageproc.Options{})
+	return img, err
+}
