@@ -29,6 +29,7 @@ func benchmarks() []benchmark {
 		{"vision", "CLIP tower + projector on synthetic CLIP-normalized images (MODEL_SPEC §1.2, §1.3)", benchVision},
 		{"llm", "LLaMA prefill, then decode (greedy, or sampled with --temperature) with the KV cache at each --batches size (MODEL_SPEC §1.1)", benchLLM},
 		{"chat", "time to the first token of a question about an image and of a follow-up on its cached prefix, then --batches concurrent answers (engine, real tokenizer)", benchChat},
+		{"serve", "the HTTP server on loopback: --batches clients streaming answers about one image at once, against the same answers through the engine (real tokenizer)", benchServe},
 		{"sam", "SAM image encoder, then prompt encoder + mask decoder over --prompts locations (MODEL_SPEC §4, §5)", benchSAM},
 	}
 }
@@ -76,6 +77,7 @@ type benchReport struct {
 	Sampling          string         `json:"sampling,omitempty"`            // llm: how decode steps chose tokens
 	MeanBatch         float64        `json:"mean_batch,omitempty"`          // chat: sequences per engine step
 	LongestGapSeconds float64        `json:"longest_gap_seconds,omitempty"` // chat: a streaming answer's longest wait
+	FirstTokenSeconds float64        `json:"first_token_seconds,omitempty"` // serve: clients' mean wait for text
 	Date              string         `json:"date"`
 	Stages            []benchReport  `json:"stages,omitempty"` // further stages measured in the same run (sam: the decoder)
 	// Memory-bound stages (LLM decode): bytes read per item and the rate against the read bandwidth measured
@@ -271,6 +273,9 @@ func writeBench(w io.Writer, r benchReport) error {
 	}
 	if r.LongestGapSeconds > 0 {
 		fmt.Fprintf(tw, "streaming\t%.3f s longest gap between the deltas of the answer streaming meanwhile\n", r.LongestGapSeconds)
+	}
+	if r.FirstTokenSeconds > 0 {
+		fmt.Fprintf(tw, "first token\t%.3f s mean time to a client's first text delta\n", r.FirstTokenSeconds)
 	}
 	if r.MeanBatch > 0 {
 		fmt.Fprintf(tw, "batching\t%.2f sequences per step on average\n", r.MeanBatch)

@@ -23,21 +23,7 @@ const (
 // continued from the first request's sequence; only the question's rows prefilled). Random features stand in for
 // the image (bench vision measures CLIP); the model directory needs its real tokenizer.
 func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
-	kv, err := bindings.ParseDType(o.kvDType)
-	if err != nil {
-		return benchReport{}, usageError("--kv-dtype: %v", err)
-	}
-	eo := engine.DefaultOptions()
-	eo.Threads, eo.KVDType, eo.ContextTokens = o.threads, kv, 1024
-	eo.MaxSequences = 2 // an answer streams while a cold question arrives
-	eo.PrefillChunk = o.prefillChunk
-	for _, b := range o.batches {
-		if b < 1 {
-			return benchReport{}, usageError("batch sizes must be ≥ 1")
-		}
-		eo.MaxSequences = max(eo.MaxSequences, b)
-	}
-	e, err := engine.Open(o.model, eo)
+	e, err := openBenchEngine(o, 2) // an answer streams while a cold question arrives
 	if err != nil {
 		return benchReport{}, err
 	}
@@ -132,6 +118,25 @@ func benchChat(ctx context.Context, o benchOptions) (benchReport, error) {
 		r.Stages = append(r.Stages, s)
 	}
 	return r, nil
+}
+
+// openBenchEngine opens the engine the chat and serve benchmarks measure: context 1024, KV --kv-dtype, prompts in
+// chunks of --prefill-chunk, sequences for the largest of --batches and at least `sequences`.
+func openBenchEngine(o benchOptions, sequences int) (*engine.Engine, error) {
+	kv, err := bindings.ParseDType(o.kvDType)
+	if err != nil {
+		return nil, usageError("--kv-dtype: %v", err)
+	}
+	eo := engine.DefaultOptions()
+	eo.Threads, eo.KVDType, eo.ContextTokens, eo.PrefillChunk = o.threads, kv, 1024, o.prefillChunk
+	eo.MaxSequences = sequences
+	for _, b := range o.batches {
+		if b < 1 {
+			return nil, usageError("batch sizes must be ≥ 1")
+		}
+		eo.MaxSequences = max(eo.MaxSequences, b)
+	}
+	return engine.Open(o.model, eo)
 }
 
 // benchArrival measures what a cold question (a new image: nothing cached) costs an answer that is streaming: the

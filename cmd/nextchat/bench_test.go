@@ -146,3 +146,28 @@ func TestBenchChatOnTiny(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "tokenizer")
 }
+
+// The serve benchmark on the tiny preset: per batch size, the answers streamed over HTTP and the same answers
+// through the engine, both counting every client's tokens.
+func TestBenchServeOnTiny(t *testing.T) {
+	dir := realTokenizerModel(t)
+	code, out, stderr := runCLI("bench", "serve", "--model", dir, "--repeat", "2", "--threads", "2",
+		"--probe-seconds", "0.05", "--steps", "5", "--batches", "1,3", "--json")
+	require.Equal(t, 0, code, stderr)
+	var r benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	reports := append([]benchReport{r}, r.Stages...)
+	require.Len(t, reports, 4)
+	for i, answers := range []int{1, 3} {
+		web, direct := reports[2*i], reports[2*i+1]
+		assert.Equal(t, fmt.Sprintf("serve: %d concurrent answers streamed over HTTP (tokens/s)", answers), web.Benchmark)
+		assert.Equal(t, fmt.Sprintf("serve: the same %d answers through the engine directly (tokens/s)", answers), direct.Benchmark)
+		for _, s := range []benchReport{web, direct} {
+			assert.Equal(t, answers*5, s.ItemsPerRun)
+			require.Len(t, s.RunSeconds, 2)
+			assert.Greater(t, s.ItemsPerSecond, 0.0)
+		}
+		assert.Greater(t, web.FirstTokenSeconds, 0.0)
+		assert.Greater(t, web.Shape["prompt_rows"], 16, "the image's rows are in the prompt")
+	}
+}

@@ -68,6 +68,13 @@ func (p *slotPool) release(n int) {
 	p.grant()
 }
 
+// usage is the sequences taken and the requests waiting for theirs.
+func (p *slotPool) usage() (taken, waiting int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.total - p.free, len(p.queue)
+}
+
 // grant serves the waiting requests in order while the oldest fits.
 func (p *slotPool) grant() {
 	for len(p.queue) > 0 && p.free >= p.queue[0].n {
@@ -242,11 +249,15 @@ func callRows(c *stepCall) int {
 type Stats struct {
 	BatchedSteps     int64 // steps run for requests: prefills past the cached rows, decode and beam steps, grounding
 	BatchedSequences int64 // the sequences they held: BatchedSequences / BatchedSteps is the mean batch
+	// Now: the plan's sequences running requests hold, and the requests waiting for theirs.
+	SequencesTaken, RequestsWaiting int
 }
 
 // Stats reads the counters.
 func (e *Engine) Stats() Stats {
+	taken, waiting := e.slots.usage()
 	e.batch.mu.Lock()
 	defer e.batch.mu.Unlock()
-	return Stats{BatchedSteps: e.batch.steps, BatchedSequences: e.batch.seqs}
+	return Stats{BatchedSteps: e.batch.steps, BatchedSequences: e.batch.seqs, SequencesTaken: taken,
+		RequestsWaiting: waiting}
 }

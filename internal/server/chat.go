@@ -144,21 +144,11 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	s.metrics.queue(1, 0)
-	waiting := true
-	defer func() {
-		if waiting {
-			s.metrics.queue(-1, 0)
-		}
-	}()
 	prep, err := s.eng.Prepare(job.req)
 	if err != nil {
 		return err
 	}
 	job.gen.MaxNewTokens = s.maxNewTokens(job, prep)
-	s.metrics.queue(-1, 1)
-	waiting = false
-	defer s.metrics.queue(0, -1)
 	c := completion{id: newID("chatcmpl-"), created: arrived.Unix(), model: s.opts.ModelName, arrived: arrived}
 	if job.stream {
 		err = s.streamChat(w, r, job, prep, c)

@@ -18,8 +18,8 @@ type metrics struct {
 	mu        sync.Mutex
 	requests  map[[2]string]uint64 // route, status code
 	counters  map[string]uint64    // by metric name
-	running   int
-	waiting   int
+	inFlight  int                  // requests holding an admission place
+	capacity  int
 	ttft      histogram // time to first token of streamed and unstreamed answers
 	duration  histogram // chat completions, arrival to last byte
 	engine    func() engine.Stats
@@ -36,9 +36,9 @@ var counterHelp = map[string]string{
 	"nextchat_masks_total":                "Masks produced by SAM (before the IoU threshold).",
 }
 
-func newMetrics(eng func() engine.Stats, kv func() (int64, int64)) *metrics {
+func newMetrics(capacity int, eng func() engine.Stats, kv func() (int64, int64)) *metrics {
 	latency := []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120}
-	return &metrics{requests: map[[2]string]uint64{}, counters: map[string]uint64{}, engine: eng, kvBlocks: kv,
+	return &metrics{requests: map[[2]string]uint64{}, counters: map[string]uint64{}, capacity: capacity, engine: eng, kvBlocks: kv,
 		ttft: newHistogram(latency), duration: newHistogram(latency), startTime: time.Now()}
 }
 
@@ -54,12 +54,11 @@ func (m *metrics) add(name string, n int) {
 	m.counters[name] += uint64(n)
 }
 
-// queue moves a request between the gauges: waiting (+1 arrives, −1 leaves) and running.
-func (m *metrics) queue(waiting, running int) {
+// admitted counts a request in (+1) or out (−1) of its admission place.
+func (m *metrics) admitted(n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.waiting += waiting
-	m.running += running
+	m.inFlight += n
 }
 
 func (m *metrics) observe(h *histogram, d time.Duration) {
@@ -93,8 +92,10 @@ func (m *metrics) write(w io.Writer) error {
 		family(&b, name, "counter", counterHelp[name])
 		fmt.Fprintf(&b, "%s %d\n", name, m.counters[name])
 	}
-	gauge(&b, "nextchat_requests_running", "Requests being answered.", float64(m.running))
-	gauge(&b, "nextchat_requests_waiting", "Requests admitted and waiting for the model's sequences.", float64(m.waiting))
+	gauge(&b, "nextchat_requests_in_flight", "Requests admitted: preparing, waiting for sequences or being answered.", float64(m.inFlight))
+	gauge(&b, "nextchat_requests_capacity", "Requests admitted at most (--max-sequences + --max-waiting); more get 429.", float64(m.capacity))
+	gauge(&b, "nextchat_requests_waiting", "Requests waiting for the plan's sequences.", float64(stats.RequestsWaiting))
+	gauge(&b, "nextchat_sequences_taken", "The plan's sequences running requests hold.", float64(stats.SequencesTaken))
 	gauge(&b, "nextchat_kv_blocks_free", "Free KV cache blocks (the prefix cache's are in use until evicted).", float64(free))
 	gauge(&b, "nextchat_kv_blocks", "KV cache blocks of the memory plan.", float64(total))
 	family(&b, "nextchat_batched_steps_total", "counter", "Model steps that served more than one request.")

@@ -73,8 +73,9 @@ func New(eng *engine.Engine, o Options) *Server {
 		}
 		return free, total
 	}
-	return &Server{eng: eng, opts: o, metrics: newMetrics(eng.Stats, kv),
-		admitted: make(chan struct{}, eng.Plan.Request.MaxSequences+o.MaxWaiting), created: time.Now().Unix()}
+	capacity := eng.Plan.Request.MaxSequences + o.MaxWaiting
+	return &Server{eng: eng, opts: o, metrics: newMetrics(capacity, eng.Stats, kv),
+		admitted: make(chan struct{}, capacity), created: time.Now().Unix()}
 }
 
 // Handler routes the API. Unknown paths and methods get JSON errors too.
@@ -221,7 +222,11 @@ func (w *statusWriter) code() int {
 func (s *Server) admit() (release func(), err error) {
 	select {
 	case s.admitted <- struct{}{}:
-		return func() { <-s.admitted }, nil
+		s.metrics.admitted(1)
+		return func() {
+			s.metrics.admitted(-1)
+			<-s.admitted
+		}, nil
 	default:
 		return nil, errorf(http.StatusTooManyRequests, "server_busy",
 			"server busy: %d requests are being answered or waiting; retry later", cap(s.admitted))

@@ -428,7 +428,7 @@ func TestClientLeavingCancelsTheAnswer(t *testing.T) {
 	require.Eventually(t, func() bool {
 		s.metrics.mu.Lock()
 		defer s.metrics.mu.Unlock()
-		return s.metrics.running == 0
+		return s.metrics.inFlight == 0
 	}, 30*time.Second, 5*time.Millisecond, "the answer stopped")
 	complete(t, hs.URL, map[string]any{"messages": []map[string]any{{"role": "user", "content": "hi"}}, "max_tokens": 2})
 	s.eng.ClearPrefixCache()
@@ -522,7 +522,9 @@ func TestModelsHealthAndMetrics(t *testing.T) {
 	assert.Equal(t, float64(r.Usage.CompletionTokens), metricValue(t, hs.URL, "nextchat_generated_tokens_total"))
 	assert.Equal(t, float64(r.Usage.PromptTokens), metricValue(t, hs.URL, "nextchat_prompt_tokens_total"))
 	assert.Equal(t, 1.0, metricValue(t, hs.URL, "nextchat_time_to_first_token_seconds_count"))
-	assert.Equal(t, 0.0, metricValue(t, hs.URL, "nextchat_requests_running"))
+	assert.Equal(t, 0.0, metricValue(t, hs.URL, "nextchat_requests_in_flight"))
+	assert.Equal(t, 0.0, metricValue(t, hs.URL, "nextchat_sequences_taken"))
+	assert.Equal(t, 20.0, metricValue(t, hs.URL, "nextchat_requests_capacity"), "4 sequences + 16 waiting")
 	assert.Greater(t, metricValue(t, hs.URL, "nextchat_kv_blocks"), 0.0)
 	resp, err = http.Get(hs.URL + "/metrics")
 	require.NoError(t, err)
