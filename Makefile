@@ -25,7 +25,7 @@ help:
 	@echo "make bench-compare BENCH_MODEL=DIR  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
 	@echo "make check-7b-rss  synthetic 7b bf16 (M7B=$(M7B), generated if absent: 15.5 GB) grounds one expression with a mask on the CPU; peak RSS must be within 5% of the memory plan (slow: not part of make test)"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
-	@echo "make fuzz       run the safetensors header and torch checkpoint fuzzers, each for FUZZTIME (default 60s)"
+	@echo "make fuzz       run the safetensors header, torch checkpoint and chat request fuzzers, each for FUZZTIME (default 60s)"
 	@echo "make goldens    regenerate every golden with the PyTorch reference (venv REF_VENV=$(REF_VENV))"
 	@echo "make goldens-verify  regenerate elsewhere and compare byte for byte with testdata/golden"
 	@echo "make clean      remove build outputs"
@@ -119,6 +119,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzUnpickle -fuzztime=$(FUZZTIME) ./internal/torchbin/
 	$(GO) test -run='^$$' -fuzz=FuzzRead -fuzztime=$(FUZZTIME) ./internal/torchbin/
 	$(GO) test -run='^$$' -fuzz=FuzzPickleInArchive -fuzztime=$(FUZZTIME) ./internal/torchbin/
+	$(GO) test -run='^$$' -fuzz=FuzzChatJob -fuzztime=$(FUZZTIME) ./internal/server/
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_CUDA) bin out

@@ -97,8 +97,10 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 	// Requests' contexts derive from this one, so that what outlives the grace period is cancelled.
 	base, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return base }}
+	// Reading a request (an inline image at most --max-body-mib) is bounded; writing is not, since an answer streams
+	// for as long as it generates.
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
+		IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return base }}
 	fmt.Fprintf(e.stderr, "nextchat: serving %s on http://%s (context %d, %d sequences, KV %s)\n", f.model,
 		ln.Addr(), eng.Plan.Request.MaxContext, eng.Plan.Request.MaxSequences, kv)
 	done := make(chan error, 1)
