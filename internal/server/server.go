@@ -6,18 +6,26 @@ package server
 
 import (
 	"crypto/rand"
+	"embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nextchat/nextchat/internal/answer"
 	"github.com/nextchat/nextchat/internal/engine"
 )
+
+// ui is the web page (docs/SERVER.md "Web UI"): static files that talk to the API like any client.
+//
+//go:embed ui
+var ui embed.FS
 
 // Options configure a server. Zero values take the defaults given.
 type Options struct {
@@ -90,6 +98,8 @@ func (s *Server) Handler() http.Handler {
 		{http.MethodGet, "/v1/models", s.models},
 		{http.MethodGet, "/health", s.health},
 		{http.MethodGet, "/metrics", s.writeMetrics},
+		{http.MethodGet, "/{$}", serveUI},
+		{http.MethodGet, "/ui/", serveUI},
 	}
 	for _, r := range routes {
 		mux.Handle(r.path, s.endpoint(r.path, r.method, r.h))
@@ -243,6 +253,21 @@ func (s *Server) models(w http.ResponseWriter, _ *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []model{{ID: s.opts.ModelName,
 		Object: "model", Created: s.created, OwnedBy: "nextchat", ContextLength: s.eng.Plan.Request.MaxContext}}})
+	return nil
+}
+
+// serveUI answers the page at "/" and its files under /ui/.
+func serveUI(w http.ResponseWriter, r *http.Request) error {
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	if name == "" || name == "ui/" {
+		name = "ui/index.html"
+	}
+	if info, err := fs.Stat(ui, name); err != nil || info.IsDir() {
+		return errorf(http.StatusNotFound, "not_found", "no such file")
+	}
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeFileFS(w, r, ui, name)
 	return nil
 }
 
