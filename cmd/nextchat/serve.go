@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -21,6 +22,7 @@ import (
 // serveFlags are the options of `nextchat serve`.
 type serveFlags struct {
 	model, addr, kvDType, name, logFormat string
+	apiKey                                string
 	threads, context, sequences, stepRows int
 	prefixCache, maxWaiting, maxTokens    int
 	maxBodyMiB                            int64
@@ -50,6 +52,7 @@ func serveCommand() command {
 			fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
 			fs.DurationVar(&f.grace, "shutdown-grace", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish before they are cancelled")
 			fs.StringVar(&f.logFormat, "log-format", "text", "request log format: text or json (on stderr)")
+			fs.StringVar(&f.apiKey, "api-key", os.Getenv("NEXTCHAT_API_KEY"), "require \"Authorization: Bearer KEY\" on /v1/ requests (default $NEXTCHAT_API_KEY; the environment keeps it out of the process list)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if f.model == "" || len(args) != 0 {
 					return usageError("serve needs --model DIR and no arguments")
@@ -89,7 +92,7 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 	}
 	defer eng.Close()
 	srv := server.New(eng, server.Options{ModelName: f.name, MaxBodyBytes: f.maxBodyMiB << 20, MaxWaiting: f.maxWaiting,
-		DefaultMaxTokens: f.maxTokens, IoUThreshold: f.iouThreshold})
+		DefaultMaxTokens: f.maxTokens, IoUThreshold: f.iouThreshold, APIKey: f.apiKey})
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return err
@@ -101,8 +104,9 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 	// for as long as it generates.
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
 		IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return base }}
-	fmt.Fprintf(e.stderr, "nextchat: serving %s on http://%s (context %d, %d sequences, KV %s)\n", f.model,
-		ln.Addr(), eng.Plan.Request.MaxContext, eng.Plan.Request.MaxSequences, kv)
+	fmt.Fprintf(e.stderr, "nextchat: serving %s on http://%s (context %d, %d sequences, KV %s, memory plan %.1f GiB)\n",
+		f.model, ln.Addr(), eng.Plan.Request.MaxContext, eng.Plan.Request.MaxSequences, kv,
+		float64(eng.Plan.HostBytes)/(1<<30))
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	select {

@@ -188,7 +188,7 @@ func (s *Server) answerChat(w http.ResponseWriter, r *http.Request, job chatJob,
 	}
 	content, raw := engine.MarkLocations(res.Text), res.Text
 	reason := finishReason(res.Finish)
-	u := s.usage(prep, res)
+	u := s.usage(r, prep, res)
 	writeJSON(w, http.StatusOK, chatResponse{ID: c.id, Object: "chat.completion", Created: c.created, Model: c.model,
 		Choices: []chatChoice{{Message: &chatAnswer{Role: "assistant", Content: &content, Locations: locs,
 			RawText: &raw}, FinishReason: &reason}}, Usage: &u})
@@ -222,7 +222,9 @@ func (s *Server) locations(job chatJob, res engine.Result) ([]answer.Location, e
 	return locs, nil
 }
 
-func (s *Server) usage(prep engine.Prepared, res engine.Result) usage {
+func (s *Server) usage(r *http.Request, prep engine.Prepared, res engine.Result) usage {
+	logNote(r, "prompt_tokens", len(prep.IDs), "cached_tokens", res.CachedRows, "completion_tokens", len(res.Tokens),
+		"locations", len(res.Locations), "finish", res.Finish)
 	s.metrics.add("nextchat_prompt_tokens_total", len(prep.IDs))
 	s.metrics.add("nextchat_cached_prompt_tokens_total", res.CachedRows)
 	s.metrics.add("nextchat_generated_tokens_total", len(res.Tokens))

@@ -57,6 +57,7 @@ func (s *Server) ground(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
+	logNote(r, "expressions", len(req.Expressions))
 	locs, err := s.eng.Ground(r.Context(), img, nil, req.Expressions)
 	if err != nil {
 		return err

@@ -5,7 +5,9 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"embed"
 	"encoding/hex"
 	"encoding/json"
@@ -42,6 +44,8 @@ type Options struct {
 	// IoUThreshold: masks whose predicted IoU is below it are dropped unless a request says otherwise (default
 	// NExT-Chat's demo's 0.3; negative: keep all).
 	IoUThreshold float64
+	// APIKey: when set, /v1/ requests need "Authorization: Bearer APIKey" (the page, /health and /metrics do not).
+	APIKey string
 }
 
 // Server answers HTTP requests on an engine. Safe for concurrent use; the engine batches the requests' steps.
@@ -110,12 +114,15 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// endpoint wraps a handler: method check, a request id, panics and errors as JSON, a log line and the metrics.
+// endpoint wraps a handler: method and API key checks, a request id, panics and errors as JSON, a log line (with
+// what the handler noted, logNote) and the metrics.
 func (s *Server) endpoint(route, method string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rw := &statusWriter{ResponseWriter: w}
 		rw.Header().Set("X-Request-Id", newID(""))
+		notes := &requestNotes{}
+		r = r.WithContext(context.WithValue(r.Context(), notesKey{}, notes))
 		err := func() (err error) {
 			defer func() {
 				if p := recover(); p != nil {
@@ -127,6 +134,11 @@ func (s *Server) endpoint(route, method string, h func(http.ResponseWriter, *htt
 				rw.Header().Set("Allow", method)
 				return errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s needs %s", route, method)
 			}
+			if strings.HasPrefix(route, "/v1/") && !s.authorized(r) {
+				rw.Header().Set("WWW-Authenticate", "Bearer")
+				return errorf(http.StatusUnauthorized, "authentication_error",
+					"missing or wrong API key: send Authorization: Bearer KEY")
+			}
 			return h(rw, r)
 		}()
 		if err != nil {
@@ -137,9 +149,30 @@ func (s *Server) endpoint(route, method string, h func(http.ResponseWriter, *htt
 		if route == "/metrics" || route == "/health" {
 			level = slog.LevelDebug
 		}
-		slog.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path, "status", rw.code(),
-			"seconds", time.Since(start).Seconds(), "id", rw.Header().Get("X-Request-Id"))
+		attrs := append([]any{"method", r.Method, "path", r.URL.Path, "status", rw.code(),
+			"seconds", time.Since(start).Seconds(), "id", rw.Header().Get("X-Request-Id")}, notes.attrs...)
+		slog.Log(r.Context(), level, "request", attrs...)
 	})
+}
+
+// authorized says whether a request carries the API key, when the server has one (compared in constant time).
+func (s *Server) authorized(r *http.Request) bool {
+	if s.opts.APIKey == "" {
+		return true
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(key), []byte(s.opts.APIKey)) == 1
+}
+
+// requestNotes are what a handler adds to its request's log line (tokens, cache hits, finish reason).
+type requestNotes struct{ attrs []any }
+
+type notesKey struct{}
+
+func logNote(r *http.Request, attrs ...any) {
+	if n, ok := r.Context().Value(notesKey{}).(*requestNotes); ok {
+		n.attrs = append(n.attrs, attrs...)
+	}
 }
 
 // apiError is an error with the HTTP status and OpenAI error type it answers with.

@@ -534,3 +534,43 @@ func TestModelsHealthAndMetrics(t *testing.T) {
 	assert.Contains(t, string(text), `nextchat_requests_total{route="/v1/chat/completions",code="200"} 1`)
 	assert.Contains(t, string(text), `nextchat_requests_total{route="/v1/chat/completions",code="400"} 1`)
 }
+
+// With an API key, /v1/ needs it; health, metrics and the page do not.
+func TestAPIKey(t *testing.T) {
+	c, _ := goldenCase(t, "plain_greedy")
+	hs, _ := testServer(t, c, Options{APIKey: "sesame"})
+	body := []byte(`{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}`)
+	for _, tc := range []struct {
+		name, method, path, auth string
+		body                     []byte
+		status                   int
+	}{
+		{"no key", http.MethodPost, "/v1/chat/completions", "", body, http.StatusUnauthorized},
+		{"wrong key", http.MethodPost, "/v1/chat/completions", "Bearer open", body, http.StatusUnauthorized},
+		{"not a bearer", http.MethodPost, "/v1/chat/completions", "sesame", body, http.StatusUnauthorized},
+		{"models without key", http.MethodGet, "/v1/models", "", nil, http.StatusUnauthorized},
+		{"right key", http.MethodPost, "/v1/chat/completions", "Bearer sesame", body, http.StatusOK},
+		{"models with key", http.MethodGet, "/v1/models", "Bearer sesame", nil, http.StatusOK},
+		{"health", http.MethodGet, "/health", "", nil, http.StatusOK},
+		{"metrics", http.MethodGet, "/metrics", "", nil, http.StatusOK},
+		{"page", http.MethodGet, "/", "", nil, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, hs.URL+tc.path, bytes.NewReader(tc.body))
+			require.NoError(t, err)
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			out, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			assert.Equal(t, tc.status, resp.StatusCode, string(out))
+			if tc.status == http.StatusUnauthorized {
+				assert.Contains(t, string(out), "authentication_error")
+				assert.Equal(t, "Bearer", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+}

@@ -95,7 +95,7 @@ func (s *Server) streamChat(w http.ResponseWriter, r *http.Request, job chatJob,
 	if err := out.choice(chatAnswer{Locations: locs, RawText: &res.Text}, &reason); err != nil {
 		return err
 	}
-	u := s.usage(prep, res)
+	u := s.usage(r, prep, res)
 	if job.usage {
 		if err := out.chunk([]chatChoice{}, &u); err != nil {
 			return err

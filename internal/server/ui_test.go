@@ -140,3 +140,22 @@ func TestWebUI(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 4, messages, "the refused question left the conversation as it was")
 }
+
+// With an API key the page asks for it, and sends it once given.
+func TestWebUIAsksForTheAPIKey(t *testing.T) {
+	c, _ := goldenCase(t, "plain_greedy")
+	hs, _ := testServer(t, c, Options{APIKey: "sesame"})
+	ctx := browser(t)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(hs.URL),
+		chromedp.WaitVisible("#api-key"),
+		chromedp.SetValue("#question", "Hello"),
+		chromedp.SetValue("#max-tokens", "3"),
+		chromedp.Click("#send"),
+		chromedp.Poll[chromedp.Void](`document.getElementById("error").textContent.includes("API key")`),
+		chromedp.SendKeys("#api-key", "sesame\t"),
+		chromedp.Poll[chromedp.Void](`document.getElementById("model").textContent !== ""`),
+		chromedp.Click("#send"),
+	))
+	assert.NotEmpty(t, answerText(t, ctx, 1))
+}

@@ -16,7 +16,32 @@ const state = {
   busy: false,
 };
 
-fetch("/v1/models").then((r) => r.json()).then((m) => { $("model").textContent = m.data[0].id; }).catch(() => {});
+// A server started with --api-key answers 401 without it: the page then asks for the key and keeps it for the tab.
+function authHeaders() {
+  const key = sessionStorage.getItem("nextchat-api-key");
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function askForKey() {
+  $("key-row").hidden = false;
+  $("api-key").focus();
+}
+
+$("api-key").addEventListener("change", (e) => {
+  sessionStorage.setItem("nextchat-api-key", e.target.value);
+  showModel();
+});
+
+function showModel() {
+  fetch("/v1/models", { headers: authHeaders() }).then((r) => {
+    if (r.status === 401) askForKey();
+    return r.ok ? r.json() : null;
+  }).then((m) => {
+    if (m) $("model").textContent = m.data[0].id;
+  }).catch(() => {});
+}
+
+showModel();
 
 $("image").addEventListener("change", async (e) => {
   const file = e.target.files[0];
@@ -237,9 +262,10 @@ function request(question) {
 async function ask(body, li) {
   const resp = await fetch("/v1/chat/completions", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", ...authHeaders() },
     body: JSON.stringify(body),
   });
+  if (resp.status === 401) askForKey();
   if (!resp.ok) {
     const e = await resp.json().catch(() => ({ error: { message: resp.statusText } }));
     throw new Error(e.error.message);
