@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -23,6 +24,7 @@ import (
 type serveFlags struct {
 	model, addr, kvDType, name, logFormat string
 	apiKey                                string
+	overcommit                            bool
 	threads, context, sequences, stepRows int
 	prefixCache, maxWaiting, maxTokens    int
 	maxBodyMiB                            int64
@@ -51,6 +53,7 @@ func serveCommand() command {
 			fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all)")
 			fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
 			fs.DurationVar(&f.grace, "shutdown-grace", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish before they are cancelled")
+			fs.BoolVar(&f.overcommit, "allow-overcommit", false, "serve even when the memory plan exceeds the machine's memory (weights paged from disk, or killed when the KV cache fills)")
 			fs.StringVar(&f.logFormat, "log-format", "text", "request log format: text or json (on stderr)")
 			fs.StringVar(&f.apiKey, "api-key", os.Getenv("NEXTCHAT_API_KEY"), "require \"Authorization: Bearer KEY\" on /v1/ requests (default $NEXTCHAT_API_KEY; the environment keeps it out of the process list)")
 			return func(ctx context.Context, e *env, args []string) error {
@@ -91,6 +94,9 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 		return err
 	}
 	defer eng.Close()
+	if err := fitsMemory(eng.Plan, f.overcommit); err != nil {
+		return err
+	}
 	srv := server.New(eng, server.Options{ModelName: f.name, MaxBodyBytes: f.maxBodyMiB << 20, MaxWaiting: f.maxWaiting,
 		DefaultMaxTokens: f.maxTokens, IoUThreshold: f.iouThreshold, APIKey: f.apiKey})
 	ln, err := net.Listen("tcp", f.addr)
@@ -106,7 +112,7 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 		IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return base }}
 	fmt.Fprintf(e.stderr, "nextchat: serving %s on http://%s (context %d, %d sequences, KV %s, memory plan %.1f GiB)\n",
 		f.model, ln.Addr(), eng.Plan.Request.MaxContext, eng.Plan.Request.MaxSequences, kv,
-		float64(eng.Plan.HostBytes)/(1<<30))
+		gibs(eng.Plan.HostBytes))
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	select {
@@ -126,6 +132,42 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 		return err
 	}
 	return nil
+}
+
+// fitsMemory refuses a plan larger than the machine's memory: the KV cache and workspaces are reserved but touched
+// only as requests fill them, so such a server would start and be killed (or page its weights from disk) under load
+// rather than now.
+func fitsMemory(p bindings.Plan, overcommit bool) error {
+	total, ok := physicalMemory()
+	if !ok || p.HostBytes <= total {
+		return nil
+	}
+	msg := fmt.Sprintf("the memory plan needs %.1f GiB (weights %.1f, KV cache %.1f, the rest %.1f) but this machine has %.1f GiB",
+		gibs(p.HostBytes), gibs(p.WeightsTotal), gibs(p.KVBytes), gibs(p.HostBytes-p.WeightsTotal-p.KVBytes), gibs(total))
+	if overcommit {
+		slog.Warn(msg + ": serving anyway (--allow-overcommit)")
+		return nil
+	}
+	return fmt.Errorf("%s: lower --ctx (positions per sequence) or --max-sequences, or pass --allow-overcommit", msg)
+}
+
+func gibs(b uint64) float64 { return float64(b) / (1 << 30) }
+
+// physicalMemory is MemTotal of /proc/meminfo (false where there is none).
+func physicalMemory() (uint64, bool) {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			var kib uint64
+			if _, err := fmt.Sscan(rest, &kib); err == nil {
+				return kib << 10, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // setServerLog logs requests at info level (debug with -v), as text or JSON.

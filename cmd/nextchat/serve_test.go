@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/nextchat/nextchat/bindings"
 )
 
 // syncBuffer is a buffer the server's goroutines write to while the test reads it.
@@ -83,4 +85,19 @@ func TestServeUsageErrors(t *testing.T) {
 			assert.Contains(t, stderr, tc.want)
 		})
 	}
+}
+
+// A memory plan larger than the machine is refused at start, naming the flags that shrink it, unless overcommit is
+// allowed.
+func TestServeRefusesAPlanBeyondMemory(t *testing.T) {
+	if _, ok := physicalMemory(); !ok {
+		t.Skip("no /proc/meminfo: the memory check does not apply here")
+	}
+	huge := bindings.Plan{HostBytes: 1 << 60, WeightsTotal: 1 << 40, KVBytes: 1 << 59}
+	err := fitsMemory(huge, false)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "lower --ctx")
+	assert.Contains(t, err.Error(), "KV cache 536870912.0")
+	assert.NoError(t, fitsMemory(huge, true))
+	assert.NoError(t, fitsMemory(bindings.Plan{HostBytes: 1 << 20}, false))
 }
