@@ -204,14 +204,18 @@ func bodyOf(err error) (int, errorBody) {
 	return ae.status, b
 }
 
-// writeError answers with err's status and JSON body, unless the answer has begun (a stream reports errors in
-// itself) or the client went away.
+// writeError answers with err's status and JSON body, unless the client went away or the answer has begun (a stream
+// reports errors in itself).
 func (s *Server) writeError(w *statusWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil { // the client left (or the server's grace period ended): nobody to answer
+		slog.Info("request ended early", "path", r.URL.Path, "id", w.Header().Get("X-Request-Id"), "err", err)
+		return
+	}
+	status, body := bodyOf(err)
 	if w.wrote {
 		slog.Warn("request failed after its answer began", "path", r.URL.Path, "err", err)
 		return
 	}
-	status, body := bodyOf(err)
 	if status >= 500 {
 		slog.Error("request failed", "path", r.URL.Path, "err", err)
 	}
