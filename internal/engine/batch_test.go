@@ -234,3 +234,32 @@ func TestGroundingPrefixIsChunkedWhileOthersStep(t *testing.T) {
 	steps := chunked.Stats().BatchedSteps
 	assert.Greater(t, steps, int64(2), "the shared rows went in chunks")
 }
+
+// Preparing requests with region boxes (loc_encoder, which the core runs under the step's lock) while another answer
+// steps fails neither: the boxes are encoded between steps, to the embeddings an idle engine gives.
+func TestRegionsArePreparedWhileOthersStep(t *testing.T) {
+	c, g := goldenCase(t, "region_caption")
+	e := openCase(t, c, bindings.F32, noPrefixCache)
+	req := request(t, c, g)
+	want, err := e.Prepare(req)
+	require.NoError(t, err)
+	answer, err := e.Prepare(Request{Turns: []prompt.Turn{{Role: prompt.User, Text: "Tell a long story."}}})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.Run(context.Background(), answer, GenParams{MaxNewTokens: 200, Sampling: bindings.Greedy}, nil)
+		done <- err
+	}()
+	for prepared := 0; ; prepared++ {
+		select {
+		case err := <-done:
+			require.NoError(t, err, "the answer's steps, with %d prepares meanwhile", prepared)
+			assert.Positive(t, prepared)
+			return
+		default:
+		}
+		got, err := e.Prepare(req)
+		require.NoError(t, err)
+		require.Equal(t, want.Embeds, got.Embeds)
+	}
+}

@@ -71,7 +71,7 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 		if len(boxes) > e.Plan.Request.MaxLocations {
 			return Prepared{}, e.tooManyBoxes(len(boxes))
 		}
-		embeds, err := e.Model.EncodeBoxes(boxes)
+		embeds, err := e.encodeBoxes(boxes)
 		if err != nil {
 			return Prepared{}, err
 		}
@@ -179,6 +179,14 @@ func spliceBoxes(p Prepared, embeds []float32, boxesID int32, H int) error {
 		return fmt.Errorf("%d region boxes but %d <boxes> tokens in the prompt", len(embeds)/H, k)
 	}
 	return nil
+}
+
+// encodeBoxes runs loc_encoder on boxes under e.mu: the core refuses a step while it runs (nc_encode_boxes shares the
+// step's workspace), and other requests may be stepping.
+func (e *Engine) encodeBoxes(boxes [][4]float32) ([]float32, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.Model.EncodeBoxes(boxes)
 }
 
 func (e *Engine) tooManyBoxes(n int) error {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -573,4 +574,78 @@ func TestAPIKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Many clients at once — answers, streams, streams abandoned after their first event, beam searches, groundings,
+// bad requests — leave nothing behind: every sequence and KV block back, no request in flight, no goroutine left.
+func TestMixedLoadLeavesNothingBehind(t *testing.T) {
+	c, _ := goldenCase(t, "rec_teacher_forced")
+	hs, s := testServer(t, c, Options{MaxWaiting: 24}) // every request admitted: 429s are TestBusyServerRefusesWith429's
+	img := dataURL(t, c.Image)
+	goroutines := runtime.NumGoroutine()
+	user := func(q string) []map[string]any {
+		return []map[string]any{{"role": "user", "content": []map[string]any{{"type": "text", "text": q},
+			{"type": "image_url", "image_url": map[string]string{"url": img}}}}}
+	}
+	kinds := []struct {
+		body    map[string]any
+		status  int
+		abandon bool // read the first event, then leave
+	}{
+		{map[string]any{"messages": user("What is in the image?"), "max_tokens": 6}, http.StatusOK, false},
+		{map[string]any{"messages": user("Describe [0]."), "regions": [][4]float64{{2, 3, 30, 20}}, "max_tokens": 5, "stream": true}, http.StatusOK, false},
+		{map[string]any{"messages": user("Where is the blue square?"), "max_tokens": 40, "stream": true}, http.StatusOK, true},
+		{map[string]any{"messages": user("Name two colours."), "max_tokens": 4, "num_beams": 2}, http.StatusOK, false},
+		{map[string]any{"messages": user("What is [3]?"), "max_tokens": 4}, http.StatusBadRequest, false},
+		{map[string]any{"messages": user("Count."), "max_tokens": 5, "temperature": 0.9, "seed": 7, "masks": false}, http.StatusOK, false},
+	}
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%7 == 6 {
+				code, out := post(t, hs.URL+"/v1/ground", map[string]any{"image": img, "expressions": []string{"a", "b"}})
+				assert.Equal(t, http.StatusOK, code, string(out))
+				return
+			}
+			k := kinds[i%len(kinds)]
+			b, err := json.Marshal(k.body)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, hs.URL+"/v1/chat/completions", bytes.NewReader(b))
+			require.NoError(t, err)
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			if k.abandon {
+				assert.Equal(t, k.status, resp.StatusCode)
+				_, err := bufio.NewReader(resp.Body).ReadString('\n')
+				assert.NoError(t, err)
+				cancel()
+				return
+			}
+			out, err := io.ReadAll(resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, k.status, resp.StatusCode, "%v: %s", k.body["max_tokens"], out)
+			if k.status == http.StatusOK && k.body["stream"] == true {
+				assert.Contains(t, string(out), "data: [DONE]")
+			}
+		}()
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		st := s.eng.Stats()
+		s.metrics.mu.Lock()
+		defer s.metrics.mu.Unlock()
+		return s.metrics.inFlight == 0 && st.SequencesTaken == 0 && st.RequestsWaiting == 0
+	}, 30*time.Second, 5*time.Millisecond, "every request finished and gave its sequences back")
+	s.eng.ClearPrefixCache()
+	free, total, err := s.eng.KVBlocks()
+	require.NoError(t, err)
+	assert.Equal(t, total, free, "every KV block came back")
+	http.DefaultClient.CloseIdleConnections()
+	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+2 }, 10*time.Second, 10*time.Millisecond,
+		"no goroutine left behind (%d before)", goroutines)
 }
