@@ -32,21 +32,52 @@ type featureCache struct {
 	mu       sync.Mutex
 	order    []imageKey // least recently used first
 	byKey    map[imageKey][]float32
+	// computing: images being encoded now. Requests about the same new image at once (a popular image, a page that
+	// asks twice) wait for the first one's encoder call instead of running it again.
+	computing map[imageKey]*encoding
 }
 
-func (c *featureCache) get(k imageKey) ([]float32, bool) {
+// encoding is one encoder call in progress: done closes when f and err are set.
+type encoding struct {
+	done chan struct{}
+	f    []float32
+	err  error
+}
+
+// get returns the features of k: cached, being computed (it waits for that call), or computed now by compute and
+// cached when it succeeds. A failure reaches every caller waiting for it and is not cached.
+func (c *featureCache) get(k imageKey, compute func() ([]float32, error)) ([]float32, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	f, ok := c.byKey[k]
-	if ok {
+	if f, ok := c.byKey[k]; ok {
 		c.touch(k)
+		c.mu.Unlock()
+		return f, nil
 	}
-	return f, ok
+	if enc, ok := c.computing[k]; ok {
+		c.mu.Unlock()
+		<-enc.done
+		return enc.f, enc.err
+	}
+	enc := &encoding{done: make(chan struct{})}
+	if c.computing == nil {
+		c.computing = map[imageKey]*encoding{}
+	}
+	c.computing[k] = enc
+	c.mu.Unlock()
+
+	enc.f, enc.err = compute()
+	c.mu.Lock()
+	delete(c.computing, k)
+	if enc.err == nil {
+		c.put(k, enc.f)
+	}
+	c.mu.Unlock()
+	close(enc.done)
+	return enc.f, enc.err
 }
 
+// put caches f as k's features, dropping the least recently used beyond the capacity. Under c.mu.
 func (c *featureCache) put(k imageKey, f []float32) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.capacity <= 0 {
 		return
 	}
@@ -74,20 +105,14 @@ func (c *featureCache) touch(k imageKey) {
 // ImageFeatures returns the projected CLIP features of an image (§1.2–1.4): white expand2square, PIL-exact
 // bicubic resize, normalization, CLIP tower, projector. Cached by content.
 func (e *Engine) ImageFeatures(img *imageproc.RGB) ([]float32, error) {
-	k := keyOf(img)
-	if f, ok := e.images.get(k); ok {
-		return f, nil
-	}
-	pixels, err := imageproc.CLIPPixels(img, e.Dir.Config.Vision.ImageSize)
-	if err != nil {
-		return nil, fmt.Errorf("CLIP preprocessing: %w", err)
-	}
-	projected, _, err := e.Model.EncodeImages(pixels, 1)
-	if err != nil {
-		return nil, err
-	}
-	e.images.put(k, projected)
-	return projected, nil
+	return e.images.get(keyOf(img), func() ([]float32, error) {
+		pixels, err := imageproc.CLIPPixels(img, e.Dir.Config.Vision.ImageSize)
+		if err != nil {
+			return nil, fmt.Errorf("CLIP preprocessing: %w", err)
+		}
+		projected, _, err := e.Model.EncodeImages(pixels, 1)
+		return projected, err
+	})
 }
 
 // ImageStages recomputes an image's vision stages for dumps (`run --dump`): CLIP pixels [3,S,S], CLIP

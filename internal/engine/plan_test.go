@@ -2,8 +2,12 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,15 +111,61 @@ func TestFeatureCacheCapacity(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := featureCache{capacity: tc.capacity}
 			for i, k := range keys {
-				c.put(k, []float32{float32(i)})
+				f, err := c.get(k, func() ([]float32, error) { return []float32{float32(i)}, nil })
+				require.NoError(t, err)
+				assert.Equal(t, []float32{float32(i)}, f)
 			}
 			for i, k := range keys {
-				f, ok := c.get(k)
+				f, ok := c.byKey[k]
 				assert.Equal(t, tc.kept[i], ok, "key %d", i)
 				if ok {
 					assert.Equal(t, []float32{float32(i)}, f)
 				}
 			}
 		})
+	}
+}
+
+// Requests about one image at once run its encoder once and all get its result; a failure reaches them all and is
+// not cached, so the next request tries again.
+func TestFeatureCacheEncodesAnImageOnce(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		c := featureCache{capacity: 2}
+		release := make(chan struct{})
+		var calls atomic.Int32
+		compute := func() ([]float32, error) {
+			calls.Add(1)
+			<-release
+			if fail {
+				return nil, errors.New("encoder failed")
+			}
+			return []float32{42}, nil
+		}
+		const callers = 8
+		results := make(chan error, callers)
+		for range callers {
+			go func() {
+				f, err := c.get(imageKey{7}, compute)
+				if err == nil && (len(f) != 1 || f[0] != 42) {
+					err = fmt.Errorf("got %v", f)
+				}
+				results <- err
+			}()
+		}
+		require.Eventually(t, func() bool { return calls.Load() == 1 }, 10*time.Second, time.Millisecond)
+		close(release)
+		for range callers {
+			if err := <-results; fail {
+				assert.EqualError(t, err, "encoder failed")
+			} else {
+				assert.NoError(t, err)
+			}
+		}
+		if !fail { // (a caller arriving after a failure tries again: only success is shared with latecomers)
+			assert.Equal(t, int32(1), calls.Load(), "one encoder call for %d requests", callers)
+		}
+		_, cached := c.byKey[imageKey{7}]
+		assert.Equal(t, !fail, cached)
+		assert.Empty(t, c.computing)
 	}
 }

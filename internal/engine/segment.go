@@ -94,22 +94,15 @@ func (e *Engine) decodeMasks(img *imageproc.RGB, embedding []float32, locs []Loc
 }
 
 func (e *Engine) samEmbedding(img *imageproc.RGB) ([]float32, error) {
-	k := keyOf(img)
-	if emb, ok := e.samImages.get(k); ok {
-		return emb, nil
-	}
-	dims, err := e.Model.SAMDims()
-	if err != nil {
-		return nil, err
-	}
-	pixels, _, err := imageproc.SAMPixels(img, dims.ImageSize)
-	if err != nil {
-		return nil, fmt.Errorf("SAM preprocessing: %w", err)
-	}
-	emb, err := e.Model.SAMEncodeImage(pixels)
-	if err != nil {
-		return nil, err
-	}
-	e.samImages.put(k, emb)
-	return emb, nil
+	return e.samImages.get(keyOf(img), func() ([]float32, error) {
+		dims, err := e.Model.SAMDims()
+		if err != nil {
+			return nil, err
+		}
+		pixels, _, err := imageproc.SAMPixels(img, dims.ImageSize)
+		if err != nil {
+			return nil, fmt.Errorf("SAM preprocessing: %w", err)
+		}
+		return e.Model.SAMEncodeImage(pixels)
+	})
 }
