@@ -90,6 +90,7 @@ demo: deps all
 	bin/nextchat run --model $(DEMO_DIR) --image testdata/images/wide_64x48.png --max-new-tokens 16 \
 		--prefix "Answer: <at>" --out-image $(DEMO_DIR)/answer.png "Where is the red circle in the image?"
 	@echo "(random weights: the answer and its box are noise; $(DEMO_DIR)/answer.png shows the box drawn)"
+	@echo "next: bin/nextchat serve --model $(DEMO_DIR), then open http://127.0.0.1:8080/ (docs/SERVER.md)"
 
 # The PyTorch reference (tools/reference): its own venv from pinned requirements; CI never needs it.
 REF_VENV ?= tools/reference/.venv
