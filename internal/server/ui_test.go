@@ -115,8 +115,7 @@ func TestWebUI(t *testing.T) {
 	assert.Equal(t, []string{"5, 10, 30, 40"}, regions, "the region in image pixels")
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Click("#locate"),
-		chromedp.SetValue("#question", "What is region [0]?"),
-		chromedp.Click("#send"),
+		chromedp.SendKeys("#question", "What is region [0]?\r"), // Enter sends
 	))
 	second := answerText(t, ctx, 2)
 

@@ -177,7 +177,7 @@ function imagePoint(e) {
 }
 
 $("canvas").addEventListener("pointerdown", (e) => {
-  if (!state.image) return;
+  if (!state.image || state.busy) return;
   const [x, y] = imagePoint(e);
   state.drag = [x, y, x, y];
   $("canvas").setPointerCapture(e.pointerId);
@@ -215,6 +215,20 @@ function renderRegions() {
 }
 
 $("reset").addEventListener("click", resetConversation);
+
+// Enter sends the question; Shift+Enter starts a new line.
+$("question").addEventListener("keydown", (e) => {
+  if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+    e.preventDefault();
+    $("ask").requestSubmit();
+  }
+});
+
+// While an answer streams, the conversation cannot change under it.
+function setBusy(busy) {
+  state.busy = busy;
+  for (const id of ["send", "reset", "image", "clear-regions"]) $(id).disabled = busy;
+}
 
 function resetConversation() {
   state.history = [];
@@ -316,8 +330,7 @@ $("ask").addEventListener("submit", async (e) => {
   e.preventDefault();
   const question = $("question").value.trim();
   if (!question || state.busy) return;
-  state.busy = true;
-  $("send").disabled = true;
+  setBusy(true);
   showError("");
   const body = request(question);
   addMessage("user", question);
@@ -337,7 +350,6 @@ $("ask").addEventListener("submit", async (e) => {
     $("messages").lastChild.remove(); // the question goes back to the box
     showError(err.message);
   } finally {
-    state.busy = false;
-    $("send").disabled = false;
+    setBusy(false);
   }
 });
