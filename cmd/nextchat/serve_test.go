@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -67,6 +68,41 @@ func TestServeAnswersAndShutsDown(t *testing.T) {
 	}
 	assert.Contains(t, stderr.String(), `"msg":"request"`, "requests are logged as JSON")
 	assert.Contains(t, stderr.String(), `"msg":"shutting down"`)
+}
+
+// On SIGINT/SIGTERM (the context ending) an answer already streaming is finished within the grace period.
+func TestServeFinishesRunningAnswersOnShutdown(t *testing.T) {
+	dir := realTokenizerModel(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(ctx, []string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--threads", "2", "--ctx", "512"},
+			&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr})
+	}()
+	addr := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
+	require.Eventually(t, func() bool { return addr.MatchString(stderr.String()) }, time.Minute, 10*time.Millisecond)
+	resp, err := http.Post(addr.FindString(stderr.String())+"/v1/chat/completions", "application/json",
+		strings.NewReader(`{"messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 300, "stream": true,
+			"stream_options": {"include_usage": true}}`))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	events := bufio.NewReader(resp.Body)
+	first, err := events.ReadString('\n')
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(first, "data: "), first)
+	cancel() // the server stops accepting; the answer goes on
+	rest, err := io.ReadAll(events)
+	require.NoError(t, err)
+	assert.Contains(t, string(rest), `"completion_tokens":300`)
+	assert.True(t, strings.HasSuffix(string(rest), "data: [DONE]\n\n"), "the stream ends normally")
+	select {
+	case c := <-code:
+		assert.Equal(t, 0, c, stderr.String())
+	case <-time.After(time.Minute):
+		t.Fatal("serve did not stop")
+	}
 }
 
 func TestServeUsageErrors(t *testing.T) {
