@@ -36,21 +36,26 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// `serve` listens where told (port 0: a free one, printed), answers, and stops cleanly when its context ends.
-func TestServeAnswersAndShutsDown(t *testing.T) {
+// startServe runs `nextchat serve` on a tiny model (with the real tokenizer) on a free port until cancel, and returns
+// its address, its stderr and its exit status to come.
+func startServe(t *testing.T, flags ...string) (url string, stderr *syncBuffer, code chan int, cancel func()) {
 	dir := realTokenizerModel(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stderr syncBuffer
-	code := make(chan int, 1)
+	stderr, code = &syncBuffer{}, make(chan int, 1)
+	args := append([]string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--threads", "2"}, flags...)
 	go func() {
-		code <- run(ctx, []string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--threads", "2", "--ctx", "256",
-			"--log-format", "json"}, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr})
+		code <- run(ctx, args, &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: stderr})
 	}()
 	addr := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
 	require.Eventually(t, func() bool { return addr.MatchString(stderr.String()) }, time.Minute, 10*time.Millisecond,
 		"the server prints its address")
-	url := addr.FindString(stderr.String())
+	return addr.FindString(stderr.String()), stderr, code, cancel
+}
+
+// `serve` listens where told (port 0: a free one, printed), answers, and stops cleanly when its context ends.
+func TestServeAnswersAndShutsDown(t *testing.T) {
+	url, stderr, code, cancel := startServe(t, "--ctx", "256", "--log-format", "json")
+	defer cancel()
 	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
 		strings.NewReader(`{"messages": [{"role": "user", "content": "Hello"}], "max_tokens": 3}`))
 	require.NoError(t, err)
@@ -72,18 +77,9 @@ func TestServeAnswersAndShutsDown(t *testing.T) {
 
 // On SIGINT/SIGTERM (the context ending) an answer already streaming is finished within the grace period.
 func TestServeFinishesRunningAnswersOnShutdown(t *testing.T) {
-	dir := realTokenizerModel(t)
-	ctx, cancel := context.WithCancel(context.Background())
+	url, stderr, code, cancel := startServe(t, "--ctx", "512")
 	defer cancel()
-	var stderr syncBuffer
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, []string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--threads", "2", "--ctx", "512"},
-			&env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr})
-	}()
-	addr := regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
-	require.Eventually(t, func() bool { return addr.MatchString(stderr.String()) }, time.Minute, 10*time.Millisecond)
-	resp, err := http.Post(addr.FindString(stderr.String())+"/v1/chat/completions", "application/json",
+	resp, err := http.Post(url+"/v1/chat/completions", "application/json",
 		strings.NewReader(`{"messages": [{"role": "user", "content": "Tell a story."}], "max_tokens": 300, "stream": true,
 			"stream_options": {"include_usage": true}}`))
 	require.NoError(t, err)
