@@ -106,7 +106,7 @@ func (s *Server) Handler() http.Handler {
 		{http.MethodGet, "/ui/", serveUI},
 	}
 	for _, r := range routes {
-		mux.Handle(r.path, s.endpoint(r.path, r.method, r.h))
+		mux.Handle(r.path, s.endpoint(strings.TrimSuffix(r.path, "{$}"), r.method, r.h))
 	}
 	mux.Handle("/", s.endpoint("other", "", func(http.ResponseWriter, *http.Request) error {
 		return errorf(http.StatusNotFound, "not_found", "no such endpoint")
@@ -145,9 +145,9 @@ func (s *Server) endpoint(route, method string, h func(http.ResponseWriter, *htt
 			s.writeError(rw, r, err)
 		}
 		s.metrics.request(route, rw.code())
-		level := slog.LevelInfo
-		if route == "/metrics" || route == "/health" {
-			level = slog.LevelDebug
+		level := slog.LevelDebug // the page, health checks and scrapes
+		if strings.HasPrefix(route, "/v1/") {
+			level = slog.LevelInfo
 		}
 		attrs := append([]any{"method", r.Method, "path", r.URL.Path, "status", rw.code(),
 			"seconds", time.Since(start).Seconds(), "id", rw.Header().Get("X-Request-Id")}, notes.attrs...)
