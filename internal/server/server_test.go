@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -648,4 +649,20 @@ func TestMixedLoadLeavesNothingBehind(t *testing.T) {
 	http.DefaultClient.CloseIdleConnections()
 	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= goroutines+2 }, 10*time.Second, 10*time.Millisecond,
 		"no goroutine left behind (%d before)", goroutines)
+}
+
+// OpenAI's own Python client uses the server as OpenAI's API: models, an answer with NExT-Chat's locations as extra
+// fields, a streamed follow-up carrying them, refusals as its exception types. It needs Python with the openai
+// package: NEXTCHAT_OPENAI_PYTHON names it (CI installs one); without it the test is skipped, saying so.
+func TestOpenAIPythonClient(t *testing.T) {
+	python := os.Getenv("NEXTCHAT_OPENAI_PYTHON")
+	if python == "" {
+		t.Skip("NEXTCHAT_OPENAI_PYTHON is not set: no Python with the openai package to check the API with (.ci/run sets it)")
+	}
+	c, _ := goldenCase(t, "rec_forced_prefix")
+	hs, s := testServer(t, c, Options{APIKey: "sesame"})
+	out, err := exec.Command(python, filepath.Join("testdata", "openai_client.py"), hs.URL+"/v1", "sesame",
+		s.opts.ModelName, filepath.Join(golden.Root(), c.Image)).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "ok\n", string(out))
 }
