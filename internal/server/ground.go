@@ -1,20 +1,37 @@
 package server
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/nextchat/nextchat/internal/answer"
 	"github.com/nextchat/nextchat/internal/engine"
+	"github.com/nextchat/nextchat/internal/imageproc"
 )
 
 // groundRequest asks where each referring expression is in one image (engine.Ground: NExT-Chat's REC prompt,
-// "Answer: <at>" teacher-forced, all expressions sharing the image's prefill).
+// "Answer: <at>" teacher-forced, the expressions sharing the image's prefill), any number of them.
 type groundRequest struct {
 	Model        string   `json:"model"`
 	Image        string   `json:"image"` // a base64 data URL
 	Expressions  []string `json:"expressions"`
 	Masks        bool     `json:"masks"` // also segment each location with SAM
 	IoUThreshold *float64 `json:"iou_threshold"`
+}
+
+// groundAll grounds any number of expressions in groups of the plan's sequences; after the first group the image's
+// features come from the feature cache and the rows every expression shares from the prefix cache (engine.Ground).
+func (s *Server) groundAll(ctx context.Context, img *imageproc.RGB, exprs []string) ([]engine.Location, error) {
+	group := s.eng.Plan.Request.MaxSequences
+	var locs []engine.Location
+	for first := 0; first < len(exprs); first += group {
+		got, err := s.eng.Ground(ctx, img, nil, exprs[first:min(first+group, len(exprs))])
+		if err != nil {
+			return nil, err
+		}
+		locs = append(locs, got...)
+	}
+	return locs, nil
 }
 
 type groundResult struct {
@@ -58,7 +75,7 @@ func (s *Server) ground(w http.ResponseWriter, r *http.Request) error {
 	}
 	defer release()
 	logNote(r, "expressions", len(req.Expressions))
-	locs, err := s.eng.Ground(r.Context(), img, nil, req.Expressions)
+	locs, err := s.groundAll(r.Context(), img, req.Expressions)
 	if err != nil {
 		return err
 	}
