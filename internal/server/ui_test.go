@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/nextchat/nextchat/internal/golden"
+	"github.com/nextchat/nextchat/internal/mask"
 )
 
 // browser starts headless Chromium for a test. Without one the test is skipped, saying so, unless
@@ -89,6 +90,19 @@ func TestWebUI(t *testing.T) {
 	for i, l := range want.Locations {
 		assert.Positive(t, l.MaskArea)
 		assert.Equal(t, l.MaskArea, areas[i], "location %d: the mask the page decoded from the RLE", i)
+		// Its pixels where the server's are: the sum of the set pixels' row-major indices.
+		m, err := mask.Decode(*l.MaskRLE)
+		require.NoError(t, err)
+		want := 0
+		for p, b := range m.Bits {
+			if b != 0 {
+				want += p
+			}
+		}
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[int](fmt.Sprintf(
+			`state.locations[%d].mask.bits.reduce((sum, b, p) => sum + (b ? p : 0), 0)`, i)))
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "location %d: the decoded mask's pixels", i)
 		// The box is drawn: the middle of its top edge has the location's colour (colors[0], #e6194b).
 		b := *l.BoxPixel
 		rgb, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](fmt.Sprintf(`(() => {
