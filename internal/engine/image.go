@@ -65,14 +65,21 @@ func (c *featureCache) get(k imageKey, compute func() ([]float32, error)) ([]flo
 	c.computing[k] = enc
 	c.mu.Unlock()
 
+	returned := false
+	defer func() { // also when compute panics: its waiters get an error instead of waiting forever
+		if !returned {
+			enc.err = fmt.Errorf("image encoder panicked")
+		}
+		c.mu.Lock()
+		delete(c.computing, k)
+		if enc.err == nil {
+			c.put(k, enc.f)
+		}
+		c.mu.Unlock()
+		close(enc.done)
+	}()
 	enc.f, enc.err = compute()
-	c.mu.Lock()
-	delete(c.computing, k)
-	if enc.err == nil {
-		c.put(k, enc.f)
-	}
-	c.mu.Unlock()
-	close(enc.done)
+	returned = true
 	return enc.f, enc.err
 }
 
