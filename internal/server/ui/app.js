@@ -42,6 +42,7 @@ function showModel() {
 }
 
 showModel();
+draw(); // no image yet: an empty canvas, not the browser's default 300 × 150
 
 $("image").addEventListener("change", async (e) => {
   const file = e.target.files[0];
@@ -165,11 +166,18 @@ function strokeBox(g, b, color, label, dash) {
   g.lineWidth = 2 * px;
   g.strokeStyle = color;
   g.strokeRect(b[0] * k, b[1] * k, (b[2] - b[0]) * k, (b[3] - b[1]) * k);
-  if (label) {
+  if (label) { // on a patch of the box's colour, above the box where there is room, else inside it
     const size = 14 * px;
     g.font = `${size}px sans-serif`;
+    const w = g.measureText(label).width + 6 * px;
+    const h = size + 4 * px;
+    const x = b[0] * k;
+    const y = b[1] * k >= h ? b[1] * k - h : b[1] * k;
     g.fillStyle = color;
-    g.fillText(label, b[0] * k + 2 * px, b[1] * k > size + 2 * px ? b[1] * k - 2 * px : b[1] * k + size);
+    g.fillRect(x, y, w, h);
+    g.fillStyle = color === "#ffffff" ? "#000000" : "#ffffff";
+    g.textBaseline = "top";
+    g.fillText(label, x + 3 * px, y + 2 * px);
   }
   g.restore();
 }
