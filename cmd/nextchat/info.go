@@ -49,13 +49,14 @@ func infoCommand() command {
 	return command{
 		name:    "info",
 		summary: "describe a model directory: parameters per component, dtypes, weight memory, KV cache per token; with --plan the exact memory plan for a context and batch",
-		usage:   "--model DIR [--json] [--plan --ctx N --batch B [--kv-dtype f16|bf16|f32] [--device cpu|cuda] [--threads T]]",
+		usage:   "--model DIR [--json] [--plan --ctx N --batch B [--step-rows R] [--kv-dtype f16|bf16|f32] [--device cpu|cuda] [--threads T]]",
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
 			model := fs.String("model", "", "model directory (config.json, *.safetensors, tokenizer.model)")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
 			plan := fs.Bool("plan", false, "print the memory plan (weights, KV cache, workspace, op scratch, image caches) the engine reserves")
 			ctxTokens := fs.Int("ctx", 0, "--plan: positions per sequence (0 = the model's maximum)")
 			batch := fs.Int("batch", 1, "--plan: sequences at once")
+			stepRows := fs.Int("step-rows", 0, "--plan: prompt rows of one step, all sequences together (0 = --ctx × --batch; serve's default is --ctx)")
 			kvDType := fs.String("kv-dtype", "f16", "--plan: KV cache dtype: f16, bf16 or f32")
 			device := fs.String("device", "cpu", "--plan: cpu, or cuda for the layout the CUDA backend will use")
 			threads := fs.Int("threads", 0, "--plan: CPU threads per op pool (0 = all)")
@@ -72,10 +73,12 @@ func infoCommand() command {
 					if err != nil {
 						return usageError("%v", err)
 					}
-					if *batch < 1 || *ctxTokens < 0 || *threads < 0 {
-						return usageError("--plan needs --batch ≥ 1, --ctx ≥ 0 and --threads ≥ 0")
+					if *batch < 1 || *ctxTokens < 0 || *threads < 0 || *stepRows < 0 {
+						return usageError("--plan needs --batch ≥ 1, --ctx ≥ 0, --step-rows ≥ 0 and --threads ≥ 0")
 					}
-					p, err := buildPlan(*model, planOptions(*ctxTokens, *batch, *threads, kv, backend))
+					o := planOptions(*ctxTokens, *batch, *threads, kv, backend)
+					o.MaxStepRows = *stepRows
+					p, err := buildPlan(*model, o)
 					if err != nil {
 						return err
 					}

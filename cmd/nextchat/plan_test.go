@@ -64,7 +64,20 @@ func TestInfoPlan(t *testing.T) {
 	assert.Regexp(t, regexp.MustCompile(`(?m)^host total\s+[0-9,]+\s+[0-9.]+$`), out)
 	assert.Regexp(t, regexp.MustCompile(`(?m)^KV cache \(32 blocks of 16 positions\)\s+host\s+[0-9,]+\s+[0-9.]+$`), out)
 
-	for _, bad := range [][]string{{"--batch", "0"}, {"--device", "tpu"}, {"--kv-dtype", "int4"}, {"--ctx", "-5"}} {
+	// serve's plan steps one whole prompt at a time: --step-rows gives the same plan, with less workspace.
+	stepRows := func(args ...string) planReport {
+		code, out, stderr := runCLI(append([]string{"info", "--model", dir, "--plan", "--json", "--ctx", "256", "--batch", "4"}, args...)...)
+		require.Equal(t, 0, code, stderr)
+		var r planReport
+		require.NoError(t, json.Unmarshal([]byte(out), &r))
+		return r
+	}
+	whole, served := stepRows(), stepRows("--step-rows", "256")
+	assert.Equal(t, 1024, whole.StepRows)
+	assert.Equal(t, 256, served.StepRows)
+	assert.Less(t, served.HostBytes, whole.HostBytes)
+
+	for _, bad := range [][]string{{"--batch", "0"}, {"--device", "tpu"}, {"--kv-dtype", "int4"}, {"--ctx", "-5"}, {"--step-rows", "-1"}} {
 		code, _, _ := runCLI(append([]string{"info", "--model", dir, "--plan"}, bad...)...)
 		assert.Equal(t, 2, code, "%v", bad)
 	}
