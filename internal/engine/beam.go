@@ -56,7 +56,7 @@ func (e *Engine) RunBeams(ctx context.Context, p Prepared, g GenParams, bp BeamP
 	e.batch.join() // the prefill and every beam step are batched with other requests' steps
 	defer e.batch.leave()
 	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows, Logits: true}
-	root, cached, out, err := e.prefill(prompt, e.prefixes.keys(prompt, e.Model.Hidden()), bindings.Greedy)
+	root, cached, out, err := e.prefill(prompt, e.prefixes.keys(prompt, e.Model.Hidden(), p.RowBoxes), bindings.Greedy)
 	if err != nil {
 		return Result{}, err
 	}

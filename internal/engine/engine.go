@@ -259,6 +259,9 @@ type Prepared struct {
 	IDs       []int32
 	Embeds    []float32 // [len(IDs) × hidden] or nil
 	EmbedRows []bool    // rows of Embeds that apply (nil: all)
+	// RowBoxes: the box (normalized xyxy) each <boxes> row's embedding encodes, by row — what the prefix cache keys
+	// those rows by.
+	RowBoxes map[int][4]float32
 }
 
 // GenParams control decoding.
@@ -319,7 +322,7 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 	defer e.batch.leave()
 	sampleAt := func(generated int) bool { return generated >= len(g.Forced) }
 	prompt := bindings.StepInput{Tokens: p.IDs, Embeds: p.Embeds, EmbedRows: p.EmbedRows, Sample: sampleAt(0)}
-	rows := e.prefixes.keys(prompt, e.Model.Hidden())
+	rows := e.prefixes.keys(prompt, e.Model.Hidden(), p.RowBoxes)
 	seq, cached, out, err := e.prefill(prompt, rows, g.Sampling)
 	if err != nil {
 		return Result{}, err
@@ -333,7 +336,8 @@ func (e *Engine) Run(ctx context.Context, p Prepared, g GenParams, stream func(d
 			return
 		}
 		fed := seq.Len() - len(rows)
-		e.prefixes.put(seq, append(rows, generatedKeys(res.Tokens, fed, int32(e.Dir.Config.AtTokenID))...))
+		e.prefixes.put(seq, append(rows, e.prefixes.generatedKeys(res.Tokens, fed, int32(e.Dir.Config.AtTokenID),
+			res.Locations)...))
 	}()
 	text := newTextStream(e.Tok, g.Stop, stream)
 	next := out.Token

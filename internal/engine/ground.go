@@ -56,7 +56,7 @@ func (e *Engine) Ground(ctx context.Context, img *imageproc.RGB, features []floa
 	defer e.slots.release(len(inputs))
 	e.batch.join() // both steps are batched with other requests' steps
 	defer e.batch.leave()
-	rows := e.prefixes.keys(inputs[0], hidden)
+	rows := e.prefixes.keys(inputs[0], hidden, nil) // the grounding prompt has no <boxes> row
 	start, err := e.startGrounding(inputs, rows, shared)
 	if err != nil {
 		return nil, err

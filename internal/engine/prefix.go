@@ -7,15 +7,19 @@ import (
 	"github.com/nextchat/nextchat/bindings"
 )
 
-// rowKey identifies what one cached position holds: its token, and a hash of the embedding that replaced the token's
-// (image features, a user box) or 0 where none did.
+// rowKey identifies what one cached position holds: its token, and a hash of what replaced the token's embedding —
+// the box of a <boxes> row, the embedding itself for other rows (image features) — or 0 where nothing did.
+//
+// A <boxes> row is keyed by its box, not its embedding, so that an answer's generated <boxes> rows — fed
+// loc_encoder of the box the core decoded at the <at> before them (MODEL_SPEC §2.3), inside the step — match the
+// same answer sent back in the next turn's prompt, whose <boxes> rows take loc_encoder of the same boxes in Prepare:
+// the same function of the same box, equal up to the rounding of another batch shape.
 type rowKey struct {
 	token  int32
 	embeds uint64
 }
 
-// unmatchable marks a position no prompt row can equal: a generated <boxes> row, which took the box the core decoded
-// at the <at> before it (MODEL_SPEC §2.3) — an embedding Go never sees.
+// unmatchable marks a position no prompt row can equal: a generated <boxes> row whose box is unknown.
 var unmatchable = rowKey{token: -1}
 
 // prefixEntry is a finished request's sequence, kept with the rows its cached positions hold.
@@ -39,32 +43,45 @@ func newPrefixCache(capacity int) prefixCache {
 	return prefixCache{capacity: capacity, seed: maphash.MakeSeed()}
 }
 
-// keys are the rows of a step input as cached positions.
-func (c *prefixCache) keys(in bindings.StepInput, hidden int) []rowKey {
+// keys are the rows of a step input as cached positions; boxes are the boxes of its <boxes> rows by row
+// (Prepared.RowBoxes).
+func (c *prefixCache) keys(in bindings.StepInput, hidden int, boxes map[int][4]float32) []rowKey {
 	rows := make([]rowKey, len(in.Tokens))
 	for r, tok := range in.Tokens {
 		rows[r].token = tok
-		if embedsRow(in, r) {
-			rows[r].embeds = c.embedsHash(in.Embeds[r*hidden : (r+1)*hidden])
+		if box, ok := boxes[r]; ok {
+			rows[r].embeds = c.boxHash(box)
+		} else if embedsRow(in, r) {
+			rows[r].embeds = c.hash(unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(in.Embeds[r*hidden:]))), hidden*4))
 		}
 	}
 	return rows
 }
 
-// embedsHash hashes an embedding's bits (never 0, which means "no embedding").
-func (c *prefixCache) embedsHash(row []float32) uint64 {
-	h := maphash.Bytes(c.seed, unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(row))), len(row)*4))
-	return max(h, 1)
+// boxHash keys a <boxes> row by its box (normalized xyxy, as decoded or as sent back).
+func (c *prefixCache) boxHash(box [4]float32) uint64 {
+	return c.hash(unsafe.Slice((*byte)(unsafe.Pointer(&box[0])), 16))
+}
+
+// hash is the seeded hash of a row's replacing input (never 0, which means "nothing replaced the token's").
+func (c *prefixCache) hash(b []byte) uint64 {
+	return max(maphash.Bytes(c.seed, b), 1)
 }
 
 // generatedKeys are the positions decoding fed after the prompt: the first fed tokens of generated, each <boxes>
-// after a located <at> unmatchable.
-func generatedKeys(generated []int32, fed int, atID int32) []rowKey {
+// after a located <at> keyed by the location's box (unmatchable should there be none).
+func (c *prefixCache) generatedKeys(generated []int32, fed int, atID int32, locs []Location) []rowKey {
 	rows := make([]rowKey, fed)
 	for i := range rows {
 		rows[i].token = generated[i]
-		if i > 0 && generated[i-1] == atID {
-			rows[i] = unmatchable
+		if i == 0 || generated[i-1] != atID {
+			continue
+		}
+		rows[i] = unmatchable
+		for _, l := range locs {
+			if l.TokenIndex == i-1 {
+				rows[i] = rowKey{token: generated[i], embeds: c.boxHash(l.Box)}
+			}
 		}
 	}
 	return rows

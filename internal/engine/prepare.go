@@ -78,6 +78,7 @@ func (e *Engine) Prepare(req Request) (Prepared, error) {
 		if err := spliceBoxes(p, embeds, int32(cfg.BoxesTokenID), H); err != nil {
 			return Prepared{}, err
 		}
+		p.RowBoxes = rowBoxes(p.IDs, boxes, int32(cfg.BoxesTokenID))
 	}
 	return p, nil
 }
@@ -159,6 +160,19 @@ func spliceImage(p Prepared, features []float32, imageTokens, H int) error {
 		}
 	}
 	return nil
+}
+
+// rowBoxes maps the k-th <boxes> row to the k-th box (spliceBoxes has checked that they pair up).
+func rowBoxes(ids []int32, boxes [][4]float32, boxesID int32) map[int][4]float32 {
+	m := make(map[int][4]float32, len(boxes))
+	k := 0
+	for r, id := range ids {
+		if id == boxesID {
+			m[r] = boxes[k]
+			k++
+		}
+	}
+	return m
 }
 
 // spliceBoxes gives the k-th <boxes> row the k-th box embedding (§2.2 step 4: row-major assignment).
