@@ -34,6 +34,10 @@ type chatRequest struct {
 	N *int `json:"n"`
 	// Regions: user boxes in the image's pixels (x1, y1, x2, y2), referred to as [i] in user messages (§3.3).
 	Regions [][4]float64 `json:"regions"`
+	// ApplyEXIFOrientation: turn the image upright as its EXIF Orientation says before anything, as NExT-Chat's
+	// gradio demo (and a browser) does; the reference reads the pixels as stored (default). Regions and returned
+	// boxes are in the pixels of the image as read.
+	ApplyEXIFOrientation bool `json:"apply_exif_orientation"`
 	// Masks: segment every location with SAM (default: when there is an image).
 	Masks        *bool    `json:"masks"`
 	IoUThreshold *float64 `json:"iou_threshold"`
@@ -277,7 +281,8 @@ func (s *Server) chatJob(req *chatRequest) (chatJob, error) {
 		job.threshold = *req.IoUThreshold
 	}
 	var err error
-	if job.req, job.image, err = conversation(req.Messages); err != nil {
+	decode := imageproc.Options{ApplyEXIFOrientation: req.ApplyEXIFOrientation}
+	if job.req, job.image, err = conversation(req.Messages, decode); err != nil {
 		return chatJob{}, err
 	}
 	job.req.Boxes = req.Regions
@@ -358,7 +363,7 @@ func generation(req *chatRequest) (engine.GenParams, error) {
 // a user's; a last assistant message is the start of the answer, continued (generate_rec's "Answer: <at>" works
 // as in the reference); at most one image, in a user message, which the template puts before the first question.
 // The Vicuna template's system prompt is fixed, so system messages are refused rather than silently dropped.
-func conversation(msgs []chatMessage) (engine.Request, *imageproc.RGB, error) {
+func conversation(msgs []chatMessage, decode imageproc.Options) (engine.Request, *imageproc.RGB, error) {
 	bad := func(format string, args ...any) (engine.Request, *imageproc.RGB, error) {
 		return engine.Request{}, nil, errorf(http.StatusBadRequest, "invalid_request_error", format, args...)
 	}
@@ -367,7 +372,7 @@ func conversation(msgs []chatMessage) (engine.Request, *imageproc.RGB, error) {
 	}
 	var req engine.Request
 	for i, m := range msgs {
-		text, img, err := messageContent(m.Content)
+		text, img, err := messageContent(m.Content, decode)
 		if err != nil {
 			return bad("messages[%d].content: %v", i, err)
 		}
@@ -416,7 +421,7 @@ func conversation(msgs []chatMessage) (engine.Request, *imageproc.RGB, error) {
 
 // messageContent reads a message's content: a string, or parts — text (joined with newlines) and at most one
 // image as a base64 data URL (the server fetches nothing).
-func messageContent(raw json.RawMessage) (string, *imageproc.RGB, error) {
+func messageContent(raw json.RawMessage, decode imageproc.Options) (string, *imageproc.RGB, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "", nil, nil
 	}
@@ -448,7 +453,7 @@ func messageContent(raw json.RawMessage) (string, *imageproc.RGB, error) {
 				return "", nil, fmt.Errorf("part %d: a second image; NExT-Chat answers about one image per conversation", j)
 			}
 			var err error
-			if img, err = decodeDataURL(p.ImageURL.URL); err != nil {
+			if img, err = decodeDataURL(p.ImageURL.URL, decode); err != nil {
 				return "", nil, fmt.Errorf("part %d: %w", j, err)
 			}
 		default:

@@ -42,8 +42,8 @@ func classify(err error) *apiError {
 }
 
 // decodeDataURL decodes an image sent inline ("data:image/png;base64,..."), read as the reference reads files
-// (PIL's convert("RGB"), no EXIF rotation), within imageproc's default size limits.
-func decodeDataURL(u string) (*imageproc.RGB, error) {
+// (PIL's convert("RGB"); EXIF orientation only when opts say), within imageproc's default size limits.
+func decodeDataURL(u string, opts imageproc.Options) (*imageproc.RGB, error) {
 	rest, ok := strings.CutPrefix(u, "data:")
 	if !ok {
 		return nil, fmt.Errorf("only data URLs (data:image/png;base64,...) are accepted: the server fetches nothing")
@@ -58,6 +58,6 @@ func decodeDataURL(u string) (*imageproc.RGB, error) {
 			return nil, fmt.Errorf("data URL: %v", err)
 		}
 	}
-	img, _, err := imageproc.DecodeBytes(b, imageproc.Options{})
+	img, _, err := imageproc.DecodeBytes(b, opts)
 	return img, err
 }

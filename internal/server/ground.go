@@ -17,6 +17,8 @@ type groundRequest struct {
 	Expressions  []string `json:"expressions"`
 	Masks        bool     `json:"masks"` // also segment each location with SAM
 	IoUThreshold *float64 `json:"iou_threshold"`
+	// ApplyEXIFOrientation as in chat completions.
+	ApplyEXIFOrientation bool `json:"apply_exif_orientation"`
 }
 
 // groundAll grounds any number of expressions in groups of the plan's sequences; after the first group the image's
@@ -65,7 +67,7 @@ func (s *Server) ground(w http.ResponseWriter, r *http.Request) error {
 		}
 		threshold = *req.IoUThreshold
 	}
-	img, err := decodeDataURL(req.Image)
+	img, err := decodeDataURL(req.Image, imageproc.Options{ApplyEXIFOrientation: req.ApplyEXIFOrientation})
 	if err != nil {
 		return bad("image: %v", err)
 	}

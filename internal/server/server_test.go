@@ -670,3 +670,28 @@ func TestOpenAIPythonClient(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, "ok\n", string(out))
 }
+
+// An image whose EXIF Orientation says "rotated" is read as stored unless the request asks for it upright, as a
+// browser shows it; the masks (and boxes) are in the pixels of the image as read.
+func TestEXIFOrientation(t *testing.T) {
+	c, _ := goldenCase(t, "rec_teacher_forced")
+	hs, _ := testServer(t, c, Options{})
+	jpeg, err := os.ReadFile(filepath.Join(golden.Root(), "testdata", "golden", "image", "src", "exif6_160x90.jpg"))
+	require.NoError(t, err)
+	img := "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(jpeg)
+	for _, tc := range []struct {
+		upright bool
+		size    [2]int // mask [height, width]
+	}{{false, [2]int{90, 160}}, {true, [2]int{160, 90}}} {
+		code, out := post(t, hs.URL+"/v1/ground", map[string]any{"image": img, "expressions": []string{"the sky"},
+			"masks": true, "iou_threshold": 0, "apply_exif_orientation": tc.upright})
+		require.Equal(t, http.StatusOK, code, string(out))
+		var r struct {
+			Results []groundResult `json:"results"`
+		}
+		require.NoError(t, json.Unmarshal(out, &r))
+		require.Len(t, r.Results, 1)
+		require.NotNil(t, r.Results[0].MaskRLE)
+		assert.Equal(t, tc.size, r.Results[0].MaskRLE.Size, "upright %v", tc.upright)
+	}
+}

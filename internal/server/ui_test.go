@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -171,4 +172,36 @@ func TestWebUIAsksForTheAPIKey(t *testing.T) {
 		chromedp.Click("#send"),
 	))
 	assert.NotEmpty(t, answerText(t, ctx, 1))
+}
+
+// A photo with an EXIF Orientation is shown upright, as browsers show it, and the page asks the model about it
+// upright: its answer is the API's with apply_exif_orientation.
+func TestWebUIShowsPhotosUpright(t *testing.T) {
+	c, _ := goldenCase(t, "rec_forced_prefix")
+	hs, _ := testServer(t, c, Options{})
+	ctx := browser(t)
+	photo := filepath.Join(golden.Root(), "testdata", "golden", "image", "src", "exif6_160x90.jpg") // stored 160 × 90
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Navigate(hs.URL),
+		chromedp.WaitVisible("#ask"),
+		chromedp.SetUploadFiles("#image", []string{photo}),
+		chromedp.Poll[chromedp.Void](`document.getElementById("canvas").width > 0`),
+		chromedp.Click("#locate"),
+		chromedp.SetValue("#max-tokens", "6"),
+		chromedp.SetValue("#iou-threshold", "0"),
+		chromedp.SendKeys("#question", "Where is the sky?\r"),
+	))
+	size, err := chromedp.Run(ctx, chromedp.Evaluate[[]int](`[state.image.naturalWidth, state.image.naturalHeight]`))
+	require.NoError(t, err)
+	assert.Equal(t, []int{90, 160}, size, "shown upright")
+	got := answerText(t, ctx, 1)
+	b, err := os.ReadFile(photo)
+	require.NoError(t, err)
+	want := complete(t, hs.URL, map[string]any{"messages": []map[string]any{
+		{"role": "user", "content": []map[string]any{{"type": "text", "text": "Where is the sky?"},
+			{"type": "image_url", "image_url": map[string]string{"url": "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(b)}}}},
+		{"role": "assistant", "content": "Answer: <at>"}}, "max_tokens": 6, "iou_threshold": 0, "apply_exif_orientation": true})
+	assert.Equal(t, *want.Choices[0].Message.Content, got)
+	require.NotEmpty(t, want.Choices[0].Message.Locations)
+	assert.Equal(t, [2]int{160, 90}, want.Choices[0].Message.Locations[0].MaskRLE.Size)
 }

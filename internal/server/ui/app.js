@@ -283,6 +283,9 @@ function request(question) {
     temperature: Number($("temperature").value),
     masks: $("masks").checked,
     iou_threshold: Number($("iou-threshold").value),
+    // The page shows photos upright, as browsers do (EXIF Orientation): the model reads them so too, and the boxes
+    // come back in the pixels shown (the API's default is the reference's, pixels as stored).
+    apply_exif_orientation: true,
   };
   if (state.regions.length) body.regions = state.regions;
   return body;
