@@ -110,3 +110,29 @@ func TestParseDTypeAndBackend(t *testing.T) {
 	_, err = bindings.ParseBackend("tpu")
 	assert.Error(t, err)
 }
+
+// Sampling.Check is the core's check of a sequence's sampling, made before any sequence exists.
+func TestSamplingCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    bindings.Sampling
+		want string // "" for accepted
+	}{
+		{"greedy", bindings.Greedy, ""},
+		{"sampled", bindings.Sampling{Temperature: 0.8, TopK: 5, TopP: 0.9, RepetitionPenalty: 1.1, Seed: 3}, ""},
+		{"negative temperature", bindings.Sampling{Temperature: -1, TopP: 1, RepetitionPenalty: 1}, "temperature"},
+		{"top_p zero", bindings.Sampling{TopP: 0, RepetitionPenalty: 1}, "top_p"},
+		{"negative top_k", bindings.Sampling{TopK: -2, TopP: 1, RepetitionPenalty: 1}, "top_k"},
+		{"zero repetition penalty", bindings.Sampling{TopP: 1}, "repetition_penalty"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.s.Check()
+			if tc.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, bindings.ErrInvalidArgument)
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+}

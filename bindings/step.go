@@ -76,6 +76,12 @@ func (s Sampling) c() C.nc_sampling {
 		seed: C.uint64_t(s.Seed)}
 }
 
+// Check refuses sampling parameters the core would refuse when a sequence starts (nc_sampling_check), without one.
+func (s Sampling) Check() error {
+	cs := s.c()
+	return call(func() C.nc_status { return C.nc_sampling_check(&cs) })
+}
+
 // NewSeq starts an empty sequence in the cache.
 func (c *Cache) NewSeq(s Sampling) (*Seq, error) {
 	c.mu.Lock()

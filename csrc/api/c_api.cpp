@@ -350,6 +350,10 @@ nc_status nc_cache_blocks(const nc_cache* cache, int64_t* free_blocks, int64_t* 
     });
 }
 
+nc_status nc_sampling_check(const nc_sampling* sampling) {
+    return guarded([&] { sampling_params(sampling); });
+}
+
 nc_status nc_seq_create(nc_cache* cache, const nc_sampling* sampling, nc_seq** out) {
     return guarded([&] {
         require_out(out, "out");

@@ -446,6 +446,11 @@ NC_API void nc_cache_free(nc_cache* cache);
 /* Free and total blocks. */
 NC_API nc_status nc_cache_blocks(const nc_cache* cache, int64_t* free_blocks, int64_t* total_blocks);
 
+/* Checks sampling parameters as nc_seq_create does (temperature finite and ≥ 0, top_k ≥ 0, top_p in (0, 1],
+ * repetition_penalty finite and > 0) without a sequence, so that a caller can refuse a request before any work.
+ * Thread-safe. */
+NC_API nc_status nc_sampling_check(const nc_sampling* sampling);
+
 /* An empty sequence in a cache. */
 NC_API nc_status nc_seq_create(nc_cache* cache, const nc_sampling* sampling, nc_seq** out);
 /* A copy sharing the parent's cached positions (copied on write) and sampler state: for beams and prefixes. */

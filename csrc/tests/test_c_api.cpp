@@ -42,6 +42,24 @@ TEST(CApi, CudaDeviceCountNeverFailsWhenCompiled) {
     }
 }
 
+// nc_sampling_check refuses what nc_seq_create would, naming the field, and never crashes on a null or old struct.
+TEST(CApi, SamplingCheck) {
+    nc_sampling ok{sizeof(nc_sampling), 0.7f, 5, 0.9f, 1.1f, 42};
+    EXPECT_EQ(nc_sampling_check(&ok), NC_OK);
+    nc_sampling bad = ok;
+    bad.top_p = 0.0f;
+    EXPECT_EQ(nc_sampling_check(&bad), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(nc_last_error()).find("top_p"), std::string::npos) << nc_last_error();
+    bad = ok;
+    bad.temperature = -1.0f;
+    EXPECT_EQ(nc_sampling_check(&bad), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(nc_last_error()).find("temperature"), std::string::npos) << nc_last_error();
+    bad = ok;
+    bad.struct_size = 4;
+    EXPECT_EQ(nc_sampling_check(&bad), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(nc_sampling_check(nullptr), NC_ERR_INVALID_ARGUMENT);
+}
+
 TEST(CApi, LastErrorIsPerThread) {
     EXPECT_EQ(nc_config_validate(nullptr), NC_ERR_INVALID_ARGUMENT);
     const std::string mine = nc_last_error();

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -314,42 +315,33 @@ func (s *Server) chatJob(req *chatRequest) (chatJob, error) {
 	return job, nil
 }
 
-// generation reads the sampling fields (docs/SAMPLING.md); unset ones are greedy decoding's.
+// generation reads the sampling fields (docs/SAMPLING.md; unset ones are greedy decoding's) and has the core check
+// them now, before the request takes a place or encodes its image.
 func generation(req *chatRequest) (engine.GenParams, error) {
-	s := bindings.Sampling{TopP: 1, RepetitionPenalty: 1}
 	bad := func(format string, args ...any) (engine.GenParams, error) {
 		return engine.GenParams{}, errorf(http.StatusBadRequest, "invalid_request_error", format, args...)
 	}
-	finite := func(v float32) bool { return !math.IsNaN(float64(v)) && !math.IsInf(float64(v), 0) }
-	if t := req.Temperature; t != nil {
-		if *t < 0 || !finite(*t) {
-			return bad("temperature: want a number ≥ 0, got %v", *t)
-		}
-		s.Temperature = *t
+	s := bindings.Sampling{TopP: 1, RepetitionPenalty: 1}
+	if req.Temperature != nil {
+		s.Temperature = *req.Temperature
 	}
-	if p := req.TopP; p != nil {
-		if !(*p > 0 && *p <= 1) {
-			return bad("top_p: want a number in (0, 1], got %v", *p)
-		}
-		s.TopP = *p
+	if req.TopP != nil {
+		s.TopP = *req.TopP
 	}
-	if k := req.TopK; k != nil {
-		if *k < 0 {
-			return bad("top_k: want ≥ 0 (0: all tokens), got %d", *k)
-		}
-		s.TopK = *k
+	if req.TopK != nil {
+		s.TopK = *req.TopK
 	}
-	if p := req.RepetitionPenalty; p != nil {
-		if !(*p > 0) || !finite(*p) {
-			return bad("repetition_penalty: want a number > 0, got %v", *p)
-		}
-		s.RepetitionPenalty = *p
+	if req.RepetitionPenalty != nil {
+		s.RepetitionPenalty = *req.RepetitionPenalty
 	}
 	if req.Seed != nil {
 		if *req.Seed < 0 {
 			return bad("seed: want ≥ 0, got %d", *req.Seed)
 		}
 		s.Seed = uint64(*req.Seed)
+	}
+	if err := s.Check(); err != nil {
+		return bad("sampling: %v", err)
 	}
 	for _, stop := range req.Stop {
 		if stop == "" {
@@ -461,4 +453,25 @@ func messageContent(raw json.RawMessage, decode imageproc.Options) (string, *ima
 		}
 	}
 	return strings.Join(texts, "\n"), img, nil
+}
+
+// decodeDataURL decodes an image sent inline ("data:image/png;base64,..."), read as the reference reads files
+// (PIL's convert("RGB"); EXIF orientation only when opts say), within imageproc's default size limits.
+func decodeDataURL(u string, opts imageproc.Options) (*imageproc.RGB, error) {
+	rest, ok := strings.CutPrefix(u, "data:")
+	if !ok {
+		return nil, fmt.Errorf("only data URLs (data:image/png;base64,...) are accepted: the server fetches nothing")
+	}
+	meta, data, ok := strings.Cut(rest, ",")
+	if !ok || !strings.HasSuffix(meta, ";base64") {
+		return nil, fmt.Errorf("want a base64 data URL (data:image/png;base64,...)")
+	}
+	b, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		if b, err = base64.RawStdEncoding.DecodeString(data); err != nil {
+			return nil, fmt.Errorf("data URL: %v", err)
+		}
+	}
+	img, _, err := imageproc.DecodeBytes(b, opts)
+	return img, err
 }

@@ -2,11 +2,8 @@ package server
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/engine"
@@ -39,25 +36,4 @@ func classify(err error) *apiError {
 		}
 	}
 	return &apiError{http.StatusInternalServerError, "internal_error", err.Error()}
-}
-
-// decodeDataURL decodes an image sent inline ("data:image/png;base64,..."), read as the reference reads files
-// (PIL's convert("RGB"); EXIF orientation only when opts say), within imageproc's default size limits.
-func decodeDataURL(u string, opts imageproc.Options) (*imageproc.RGB, error) {
-	rest, ok := strings.CutPrefix(u, "data:")
-	if !ok {
-		return nil, fmt.Errorf("only data URLs (data:image/png;base64,...) are accepted: the server fetches nothing")
-	}
-	meta, data, ok := strings.Cut(rest, ",")
-	if !ok || !strings.HasSuffix(meta, ";base64") {
-		return nil, fmt.Errorf("want a base64 data URL (data:image/png;base64,...)")
-	}
-	b, err := base64.StdEncoding.DecodeString(data)
-	if err != nil {
-		if b, err = base64.RawStdEncoding.DecodeString(data); err != nil {
-			return nil, fmt.Errorf("data URL: %v", err)
-		}
-	}
-	img, _, err := imageproc.DecodeBytes(b, opts)
-	return img, err
 }
