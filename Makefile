@@ -22,7 +22,7 @@ help:
 	@echo "make test       C++ tests (ctest), then go test -race -count=1 ./..."
 	@echo "make test-asan  C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion), then linear's kernels"
-	@echo "make bench-compare BENCH_MODEL=DIR  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
+	@echo "make bench-compare BENCH_MODEL=DIR [BENCH_FLAGS=--compact-weights]  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
 	@echo "make check-7b-rss  synthetic 7b bf16 (M7B=$(M7B), generated if absent: 15.5 GB) grounds one expression with a mask on the CPU; peak RSS must be within 5% of the memory plan (slow: not part of make test)"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
 	@echo "make fuzz       run the safetensors header, torch checkpoint and chat request fuzzers, each for FUZZTIME (default 60s)"
@@ -62,7 +62,7 @@ bench: lib
 BENCH_MODEL ?= out/bench-small
 bench-compare: all ref-venv
 	@test -d $(BENCH_MODEL) || bin/nextchat gen --config small --dtype bf16 --seed 5 --out $(BENCH_MODEL)
-	$(REF_PY) tools/reference/bench_compare.py $(BENCH_MODEL) 2
+	$(REF_PY) tools/reference/bench_compare.py $(BENCH_MODEL) 2 $(BENCH_FLAGS)
 
 # The real-shape check of the memory plan (docs/ARCHITECTURE.md "Memory plan"): too slow and large for CI.
 M7B       ?= /tmp/m7b

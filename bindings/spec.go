@@ -12,6 +12,9 @@ import (
 // Component is a part of the model (MODEL_SPEC §1): llm, vision, projector, loc, seg_prompt, sam_*.
 type Component int
 
+// ComponentLLM is the language model: embeddings, decoder layers, final norm, lm_head (MODEL_SPEC §1.1).
+const ComponentLLM = Component(C.NC_COMPONENT_LLM)
+
 // NumComponents is the number of components.
 const NumComponents = int(C.NC_COMPONENT_COUNT)
 

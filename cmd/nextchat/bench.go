@@ -50,7 +50,8 @@ type benchOptions struct {
 	temperature  float32 // llm: 0 = greedy decode
 	topK         int
 	topP         float32
-	prefillChunk int // chat: engine.Options.PrefillChunk
+	prefillChunk int  // chat: engine.Options.PrefillChunk
+	compact      bool // llm, chat, serve: engine.Options.CompactWeights
 }
 
 // benchReport is what a benchmark prints, and its --json form. Work is counted from the config as the FLOPs of
@@ -114,6 +115,7 @@ func benchCommand() command {
 			fs.IntVar(&o.topK, "top-k", 0, "llm: with --temperature, sample among the k most likely tokens (0 = all)")
 			fs.Float32Var(&o.topP, "top-p", 1, "llm: with --temperature, sample within this probability mass")
 			fs.IntVar(&o.prefillChunk, "prefill-chunk", 0, "chat: prompt rows per step while other requests step (0 = the engine's 128, -1 = whole prompts)")
+			fs.BoolVar(&o.compact, "compact-weights", false, "llm, chat, serve: "+compactWeightsUsage)
 			fs.IntVar(&o.repeat, "repeat", 3, "timed runs after one warm-up; the fastest is reported")
 			fs.Float64Var(&o.probeSeconds, "probe-seconds", 2, "how long to measure the FMA peak")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
@@ -145,7 +147,7 @@ func openBenchModel(o benchOptions) (*modeldir.Dir, *bindings.Model, error) {
 		return nil, nil, err
 	}
 	m, err := bindings.OpenModel(bindings.ModelParams{Config: d.Config, Files: d.Files, Tensors: d.Refs(),
-		Backend: bindings.CPU, Threads: o.threads})
+		Backend: bindings.CPU, Threads: o.threads, CompactLLMWeights: o.compact})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}

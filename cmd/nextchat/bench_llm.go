@@ -98,7 +98,7 @@ func benchLLM(ctx context.Context, o benchOptions) (benchReport, error) {
 			return benchReport{}, err
 		}
 		// Per step every matrix is read once for the whole batch, plus each sequence's cached keys and values.
-		stepBytes := float64(mem.WeightBytes[0]) - embedBytes + float64(batch)*float64(mem.KVBytesPerToken)*16
+		stepBytes := float64(mem.WeightBytes[bindings.ComponentLLM]) - embedBytes + float64(batch)*float64(mem.KVBytesPerToken)*16
 		r.BytesPerItem = stepBytes / float64(batch)
 		r.GBPerSecond = r.ItemsPerSecond * r.BytesPerItem / 1e9
 		r.ReadBandwidthGBps = bandwidth

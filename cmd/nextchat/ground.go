@@ -31,6 +31,7 @@ func groundCommand() command {
 			withMask := fs.Bool("mask", false, "also segment each expression with SAM (masks as COCO RLE in --json)")
 			iouThreshold := fs.Float64("iou-threshold", 0, "drop masks whose predicted IoU is below this (0 keeps all)")
 			ctxTokens := fs.Int("ctx", 0, "positions per expression's sequence: the memory plan's context (0 = the longest expression's prompt)")
+			compact := fs.Bool("compact-weights", false, compactWeightsUsage)
 			reportRSS := fs.Bool("report-rss", false, "print the process's peak resident memory and the memory plan's host total to stderr at the end")
 			return func(ctx context.Context, e *env, args []string) error {
 				if *model == "" || *image == "" || len(args) == 0 {
@@ -45,7 +46,7 @@ func groundCommand() command {
 					return err
 				}
 				o := engine.DefaultOptions()
-				o.Threads, o.KVDType, o.ContextTokens = *threads, bindings.F16, *ctxTokens
+				o.Threads, o.KVDType, o.ContextTokens, o.CompactWeights = *threads, bindings.F16, *ctxTokens, *compact
 				if o.ContextTokens == 0 {
 					o.ContextTokens = need.Context
 				}

@@ -49,7 +49,7 @@ func infoCommand() command {
 	return command{
 		name:    "info",
 		summary: "describe a model directory: parameters per component, dtypes, weight memory, KV cache per token; with --plan the exact memory plan for a context and batch",
-		usage:   "--model DIR [--json] [--plan --ctx N --batch B [--step-rows R] [--kv-dtype f16|bf16|f32] [--device cpu|cuda] [--threads T]]",
+		usage:   "--model DIR [--json] [--plan --ctx N --batch B [--step-rows R] [--kv-dtype f16|bf16|f32] [--device cpu|cuda] [--threads T] [--compact-weights]]",
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
 			model := fs.String("model", "", "model directory (config.json, *.safetensors, tokenizer.model)")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
@@ -60,6 +60,7 @@ func infoCommand() command {
 			kvDType := fs.String("kv-dtype", "f16", "--plan: KV cache dtype: f16, bf16 or f32")
 			device := fs.String("device", "cpu", "--plan: cpu, or cuda for the layout the CUDA backend will use")
 			threads := fs.Int("threads", 0, "--plan: CPU threads per op pool (0 = all)")
+			compact := fs.Bool("compact-weights", false, "--plan: for "+compactWeightsUsage+"; the plan re-codes them to count their bytes")
 			return func(_ context.Context, e *env, args []string) error {
 				if *model == "" || len(args) > 0 {
 					return usageError("info needs --model DIR and no arguments")
@@ -77,7 +78,7 @@ func infoCommand() command {
 						return usageError("--plan needs --batch ≥ 1, --ctx ≥ 0, --step-rows ≥ 0 and --threads ≥ 0")
 					}
 					o := planOptions(*ctxTokens, *batch, *threads, kv, backend)
-					o.MaxStepRows = *stepRows
+					o.MaxStepRows, o.CompactWeights = *stepRows, *compact
 					p, err := buildPlan(*model, o)
 					if err != nil {
 						return err
@@ -167,9 +168,10 @@ func buildPlan(path string, o engine.Options) (planReport, error) {
 	if err != nil {
 		return planReport{}, err
 	}
-	m, err := d.Load(bindings.CPU, 0)
+	m, err := bindings.OpenModel(bindings.ModelParams{Config: d.Config, Files: d.Files, Tensors: d.Refs(),
+		Backend: bindings.CPU, CompactLLMWeights: o.CompactWeights})
 	if err != nil {
-		return planReport{}, err
+		return planReport{}, fmt.Errorf("load %s: %w", d.Path, err)
 	}
 	defer m.Close()
 	p, err := m.Plan(o.PlanRequest())

@@ -33,7 +33,7 @@ type answerFlags struct {
 	temperature, topP, repPenalty float32
 	seed                          uint64
 	stop                          []string
-	noMask                        bool
+	noMask, compact               bool
 	iouThreshold                  float64
 }
 
@@ -53,6 +53,7 @@ func (f *answerFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all)")
 	fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
 	fs.IntVar(&f.context, "ctx", 0, "positions per sequence, prompt and answer: the memory plan's context (0 = the model's maximum)")
+	fs.BoolVar(&f.compact, "compact-weights", false, compactWeightsUsage)
 }
 
 // open opens the engine for sequences at once (one image per command).
@@ -62,7 +63,7 @@ func (f answerFlags) open(sequences int) (*engine.Engine, error) {
 		return nil, usageError("%v", err)
 	}
 	o := engine.DefaultOptions()
-	o.Threads, o.KVDType, o.ContextTokens = f.threads, kv, f.context
+	o.Threads, o.KVDType, o.ContextTokens, o.CompactWeights = f.threads, kv, f.context, f.compact
 	o.MaxSequences = sequences
 	o.FeatureCacheImages, o.SAMCacheImages = 1, 1
 	return engine.Open(f.model, o)

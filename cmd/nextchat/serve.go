@@ -26,6 +26,7 @@ type serveFlags struct {
 	apiKey                                string
 	overcommit                            bool
 	threads, context, sequences, stepRows int
+	compact                               bool
 	prefixCache, maxWaiting, maxTokens    int
 	maxBodyMiB                            int64
 	iouThreshold                          float64
@@ -51,6 +52,7 @@ func serveCommand() command {
 			fs.Int64Var(&f.maxBodyMiB, "max-body-mib", 32, "largest request body, inline images included (MiB)")
 			fs.Float64Var(&f.iouThreshold, "iou-threshold", 0, "drop masks whose predicted IoU is below this unless a request says (0 = the demo's 0.3, negative = keep all)")
 			fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all)")
+			fs.BoolVar(&f.compact, "compact-weights", false, compactWeightsUsage)
 			fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
 			fs.DurationVar(&f.grace, "shutdown-grace", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish before they are cancelled")
 			fs.BoolVar(&f.overcommit, "allow-overcommit", false, "serve even when the memory plan exceeds the machine's memory (weights paged from disk, or killed when the KV cache fills)")
@@ -81,7 +83,7 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 	}
 	o := engine.DefaultOptions()
 	o.Threads, o.KVDType, o.ContextTokens, o.MaxSequences = f.threads, kv, f.context, f.sequences
-	o.MaxStepRows, o.PrefixCache = f.stepRows, f.prefixCache
+	o.MaxStepRows, o.PrefixCache, o.CompactWeights = f.stepRows, f.prefixCache, f.compact
 	if o.MaxStepRows == 0 { // a whole prompt in one step; prompts arriving together are chunked (engine.Options)
 		d, err := modeldir.Open(f.model)
 		if err != nil {

@@ -3,16 +3,20 @@
 // bytes read per second and the FLOP rate. The kernel set is the CPU backend's choice for the machine, capped as the
 // engine's by NEXTCHAT_CPU_ISA=avx512|avx2|portable.
 //
-//   nextchat_bench_linear OUTPUTS INPUTS MATRICES THREADS [bf16|f16|f32] ROWS...
+//   nextchat_bench_linear OUTPUTS INPUTS MATRICES THREADS [bf16|compact|f16|f32] ROWS...
+//
+// compact: bf16 weights re-coded as compact bf16 (ops/compact_bf16.h); the bytes per second are those it holds.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "ops/compact_bf16.h"
 #include "ops/convert.h"
 #include "ops/cpu_simd.h"
 #include "ops/ops.h"
@@ -53,7 +57,7 @@ std::vector<std::vector<uint8_t>> random_weights(int count, int64_t outputs, int
 
 int main(int argc, char** argv) {
     if (argc < 7) {
-        std::fprintf(stderr, "usage: %s OUTPUTS INPUTS MATRICES THREADS bf16|f16|f32 ROWS...\n", argv[0]);
+        std::fprintf(stderr, "usage: %s OUTPUTS INPUTS MATRICES THREADS bf16|compact|f16|f32 ROWS...\n", argv[0]);
         return 2;
     }
     const int64_t outputs = std::atoll(argv[1]), inputs = std::atoll(argv[2]);
@@ -74,20 +78,31 @@ int main(int argc, char** argv) {
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     for (float& v : x) v = dist(rng);
     auto ops = nc::ops::make_cpu_ops(threads);
+    std::vector<std::unique_ptr<nc::ops::CompactBf16>> compact;
+    std::vector<nc::ops::Weight> views;
+    double bytes = 0;
+    for (const auto& w : weights) {
+        if (dt == "compact") {
+            compact.push_back(nc::ops::compact_bf16(*ops, reinterpret_cast<const uint16_t*>(w.data()), outputs, inputs));
+            views.push_back(nc::ops::Weight{dtype, nullptr, outputs, inputs, compact.back().get()});
+            bytes += double(compact.back()->bytes());
+        } else {
+            views.push_back(nc::ops::Weight{dtype, w.data(), outputs, inputs});
+            bytes += double(w.size());
+        }
+    }
     std::printf("linear %lld -> %lld, %s weights, %d matrices (%.1f MB), %d threads, kernels: %s\n",
                 static_cast<long long>(inputs), static_cast<long long>(outputs), dt.c_str(), matrices,
-                double(weights[0].size()) * matrices / 1e6, threads, level_name(nc::ops::cpu_level()));
+                bytes / 1e6, threads, level_name(nc::ops::cpu_level()));
     for (int64_t r : rows) {
         double best = 1e30;
         for (int rep = 0; rep < 6; ++rep) {  // the first pass warms up; the fastest of the rest counts
             const auto t0 = std::chrono::steady_clock::now();
-            for (const auto& w : weights) {
-                ops->linear(x.data(), r, nc::ops::Weight{dtype, w.data(), outputs, inputs}, nullptr, y.data());
-            }
+            for (const nc::ops::Weight& w : views) ops->linear(x.data(), r, w, nullptr, y.data());
             const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             if (rep > 0) best = std::min(best, s);
         }
-        const double bytes = double(weights[0].size()) * matrices, flop = 2.0 * double(r * outputs * inputs) * matrices;
+        const double flop = 2.0 * double(r * outputs * inputs) * matrices;
         std::printf("rows %5lld: %8.3f ms per call  %6.1f GB/s of weights  %7.1f GFLOP/s\n", static_cast<long long>(r),
                     best * 1e3 / matrices, bytes / best / 1e9, flop / best / 1e9);
     }

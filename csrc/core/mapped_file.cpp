@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
@@ -28,6 +29,13 @@ struct FileDescriptor {
 };
 
 }  // namespace
+
+void release_file_pages(const void* p, uint64_t n) noexcept {
+    const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+    const uintptr_t begin = (uintptr_t(p) + page - 1) / page * page, end = (uintptr_t(p) + n) / page * page;
+    // Advice only: a failure leaves the pages resident, which costs memory, not correctness.
+    if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
     FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};

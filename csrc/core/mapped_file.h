@@ -7,6 +7,10 @@
 
 namespace nc {
 
+// Drops the resident pages wholly inside [p, p + n) of a read-only file mapping: memory the process no longer reads
+// (a re-coded copy replaced it) stops counting against it; a later read would fault them in again from the file.
+void release_file_pages(const void* p, uint64_t n) noexcept;
+
 class MappedFile {
   public:
     // Maps `path` read-only; throws nc::Error(NC_ERR_IO) naming the path and the OS error.

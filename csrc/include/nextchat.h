@@ -34,7 +34,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header. */
-#define NC_ABI_VERSION 1
+#define NC_ABI_VERSION 2
 
 typedef enum nc_status {
     NC_OK = 0,
@@ -56,6 +56,15 @@ typedef enum nc_dtype {
     NC_DTYPE_F16 = 1,
     NC_DTYPE_BF16 = 2
 } nc_dtype;
+
+/* How the language model's bf16 matrices are held in memory. */
+typedef enum nc_llm_weights {
+    NC_LLM_WEIGHTS_AS_STORED = 0, /* mapped from the files as they are */
+    /* Re-coded at load in 12 bits per weight, losslessly (docs/ARCHITECTURE.md "Compact weights"): 25 % less
+     * memory for them and less to read per decode step, at a one-off cost at load; the files' pages are released.
+     * Matrices of other dtypes stay as stored. */
+    NC_LLM_WEIGHTS_COMPACT = 1
+} nc_llm_weights;
 
 typedef enum nc_backend {
     NC_BACKEND_CPU = 1,
@@ -186,6 +195,7 @@ typedef struct nc_model_params {
     int32_t backend; /* nc_backend */
     int32_t device; /* GPU ordinal for NC_BACKEND_CUDA; ignored for CPU */
     int32_t threads; /* CPU compute threads; 0 = one per hardware thread */
+    int32_t llm_weights; /* nc_llm_weights */
 } nc_model_params;
 
 /* Bytes of weights the engine reads, by component, plus what is mapped but never read. */

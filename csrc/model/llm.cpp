@@ -3,6 +3,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/mapped_file.h"
 #include "model/workspace.h"
 
 namespace nc {
@@ -33,6 +34,27 @@ Llm::Llm(const nc_config& c, const WeightStore& w)
                                 get("self_attn.o_proj.weight"), get("post_attention_layernorm.weight"),
                                 get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"), get("mlp.down_proj.weight")});
     }
+}
+
+void Llm::compact(ops::Ops& ops) {
+    auto recode = [&](ops::Weight& w) {
+        if (w.dtype != NC_DTYPE_BF16 || w.compact != nullptr) return;
+        const uint64_t stored = uint64_t(w.rows * w.cols) * 2;
+        compact_.push_back(ops::compact_bf16(ops, static_cast<const uint16_t*>(w.data), w.rows, w.cols));
+        release_file_pages(w.data, stored);
+        compacted_stored_bytes_ += stored;
+        w = ops::Weight{w.dtype, nullptr, w.rows, w.cols, compact_.back().get()};
+    };
+    for (Layer& l : layers_) {
+        for (ops::Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) recode(*w);
+    }
+    recode(lm_head_);
+}
+
+uint64_t Llm::compact_bytes() const {
+    uint64_t total = 0;
+    for (const auto& c : compact_) total += c->bytes();
+    return total;
 }
 
 Llm::Workspace Llm::workspace(int64_t T) const {

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "model/weights.h"
 #include "nextchat.h"
+#include "ops/compact_bf16.h"
 #include "ops/ops.h"
 #include "runtime/kv_cache.h"
 
@@ -31,6 +33,14 @@ class Llm {
     };
 
     Llm(const nc_config& config, const WeightStore& weights);
+
+    // Re-codes the bf16 matrices of the layers and lm_head as compact bf16 (ops/compact_bf16.h) on the ops'
+    // threads, and releases their files' pages.
+    void compact(ops::Ops& ops);
+    // Bytes of the files' matrices compact() replaced, and of what replaced them.
+    uint64_t compacted_stored_bytes() const { return compacted_stored_bytes_; }
+    uint64_t compact_bytes() const;
+    bool compacted() const { return !compact_.empty(); }
 
     Workspace workspace(int64_t rows) const;
     // Allocates the workspace of `rows` rows; forward then never allocates for up to that many.
@@ -61,6 +71,8 @@ class Llm {
     std::vector<float> inv_freq_;  // rope_inv_freq
     ops::Weight embed_, norm_, lm_head_;
     std::vector<Layer> layers_;
+    std::vector<std::unique_ptr<ops::CompactBf16>> compact_;
+    uint64_t compacted_stored_bytes_ = 0;
     // Step workspace (workspace()): reserved by a plan, else grown on demand and reused.
     std::vector<float> h_, q_, k_, v_, attn_, gate_, up_, rope_;
     std::vector<int32_t> positions_;

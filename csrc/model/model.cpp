@@ -40,6 +40,12 @@ std::vector<std::string> checked_files(const nc_model_params& params) {
 constexpr int64_t kImagesPerPass = 2;
 
 // A backend not compiled in, or a GPU ordinal that does not exist, is refused before any file is mapped.
+void check_llm_weights(const nc_model_params& params) {
+    if (params.llm_weights != NC_LLM_WEIGHTS_AS_STORED && params.llm_weights != NC_LLM_WEIGHTS_COMPACT) {
+        fail(NC_ERR_INVALID_ARGUMENT, "unknown llm_weights code " + std::to_string(params.llm_weights));
+    }
+}
+
 void check_backend(const nc_model_params& params) {
     if (params.backend != NC_BACKEND_CPU && params.backend != NC_BACKEND_CUDA) {
         fail(NC_ERR_INVALID_ARGUMENT, "unknown backend code " + std::to_string(params.backend));
@@ -61,7 +67,7 @@ void check_backend(const nc_model_params& params) {
 }  // namespace
 
 Model::Model(const nc_model_params& params)
-    : config_((check_backend(params), checked_config(params))),
+    : config_((check_backend(params), check_llm_weights(params), checked_config(params))),
       threads_(params.threads),
       weights_(config_, checked_files(params), params.tensors, params.n_tensors),
       llm_(config_, weights_),
@@ -73,7 +79,9 @@ Model::Model(const nc_model_params& params)
       sam_encoder_(config_, weights_),
       sam_prompt_(config_, weights_),
       sam_decoder_(config_, weights_),
-      sam_ops_(ops::make_cpu_ops(params.threads)) {}
+      sam_ops_(ops::make_cpu_ops(params.threads)) {
+    if (params.llm_weights == NC_LLM_WEIGHTS_COMPACT) llm_.compact(*ops_);
+}
 
 Model::~Model() = default;
 
@@ -317,12 +325,17 @@ bool Model::locate(StepRequest& r, const LlmSegment& s) {
     return last;
 }
 
+void Model::weight_bytes(std::array<uint64_t, NC_COMPONENT_COUNT>& required, uint64_t& unused) const {
+    weights_.byte_counts(required, unused);
+    required[NC_COMPONENT_LLM] = required[NC_COMPONENT_LLM] - llm_.compacted_stored_bytes() + llm_.compact_bytes();
+}
+
 nc_memory_report Model::memory(int32_t kv_dtype) const {
     if (!dtype_valid(kv_dtype)) fail(NC_ERR_INVALID_ARGUMENT, "unknown KV dtype code " + std::to_string(kv_dtype));
     nc_memory_report r{};
     r.struct_size = sizeof(r);
     std::array<uint64_t, NC_COMPONENT_COUNT> by_component{};
-    weights_.byte_counts(by_component, r.unused_bytes);
+    weight_bytes(by_component, r.unused_bytes);
     for (int c = 0; c < NC_COMPONENT_COUNT; ++c) {
         r.weight_bytes[c] = by_component[c];
         r.weight_bytes_total += by_component[c];
@@ -371,7 +384,8 @@ namespace {
 
 // What the CPU ops allocate for each stage at the plan's shapes: the op calls of llm.cpp, loc.cpp, vision.cpp,
 // projector.cpp, sam_encoder.cpp, sam_prompt.cpp and sam_decoder.cpp, in their shapes.
-std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_plan_request& r, int64_t sparse_tokens) {
+std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_plan_request& r, int64_t sparse_tokens,
+                                                 bool compact_llm) {
     std::array<OpScratch, NC_STAGE_COUNT> s;
     {  // LLM step and loc heads
         OpScratch& o = s[NC_STAGE_STEP];
@@ -384,6 +398,10 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
         o.linear(T, I, {H});
         o.kv_attention(T, r.max_context, c.num_attention_heads, d);
         o.linear(B, H, {c.vocab_size});
+        if (compact_llm) {
+            o.compact_linear(H);
+            o.compact_linear(I);
+        }
         for (int64_t rows : {int64_t(1), L}) {  // a located <at> per step; user boxes per nc_encode_boxes
             o.linear(rows, H, {c.loc_hidden_size});
             o.linear(rows, c.loc_hidden_size, {4});
@@ -468,7 +486,7 @@ nc_plan Model::plan(const nc_plan_request& request) const {
     p.request = r;
     std::array<uint64_t, NC_COMPONENT_COUNT> by_component{};
     uint64_t unused = 0;
-    weights_.byte_counts(by_component, unused);
+    weight_bytes(by_component, unused);
     for (int c = 0; c < NC_COMPONENT_COUNT; ++c) {
         p.weight_bytes[c] = by_component[size_t(c)];
         p.weights_total += by_component[size_t(c)];
@@ -479,7 +497,7 @@ nc_plan Model::plan(const nc_plan_request& request) const {
     p.kv_block_bytes = KVCache::block_bytes(config_, r.kv_block_size, nc_dtype(r.kv_dtype));
     p.kv_bytes = KVCache::allocation_bytes(config_, r.kv_block_size, p.kv_blocks, nc_dtype(r.kv_dtype));
     const auto workspace = workspace_plan(r);
-    const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens());
+    const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens(), llm_.compacted());
     const bool cuda = r.backend == NC_BACKEND_CUDA;
     uint64_t derived = 0, stages = 0, scratch_total = 0;
     for (int st = 0; st < NC_STAGE_COUNT; ++st) {

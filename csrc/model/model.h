@@ -50,6 +50,9 @@ class Model {
     const WeightStore& weights() const { return weights_; }
     // kv_dtype: an nc_dtype code, checked.
     nc_memory_report memory(int32_t kv_dtype) const;
+    // Bytes of weights read, by component (the LLM's compact matrices in place of their files' bytes), and of the
+    // unused tensors present.
+    void weight_bytes(std::array<uint64_t, NC_COMPONENT_COUNT>& required, uint64_t& unused) const;
 
     // The memory plan for a request's limits (nc_model_plan); computes only.
     nc_plan plan(const nc_plan_request& request) const;

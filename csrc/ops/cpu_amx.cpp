@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/compact_bf16.h"
 #include "ops/cpu_simd.h"
 
 namespace nc::ops {
@@ -165,6 +166,23 @@ __attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float
 // rows and the same for the LLM's prefill (docs/BENCHMARKS.md "Kernels").
 constexpr int64_t kBlockTiles = 32;
 
+// A compact weight's tiles (ops/compact_bf16.h) are expanded to bf16 a block at a time into the thread's buffer, once
+// per chunk of rows, and multiplied from there like stored weights; the block is as many tiles as that buffer holds.
+struct ExpandedTiles {
+    std::vector<uint16_t> bits;
+};
+
+int64_t expanded_block_tiles(int64_t K) {
+    return std::clamp<int64_t>(kAmxExpandBytes / (kTile * K * 2) / 2 * 2, 2, kBlockTiles);
+}
+
+// The 16 rows of a compact weight's tile as bf16 at dst (rows past its end zero); returns dst.
+const uint16_t* expand_tile(const AmxTile& t, int64_t K, uint16_t* dst) {
+    expand_rows(*t.out->w->compact, t.o, t.count, dst, K);
+    std::fill(dst + t.count * K, dst + kTile * K, uint16_t(0));
+    return dst;
+}
+
 // The accumulators of up to two output tiles (weights a0, a1; a1 null for a lone tile) against one or two row
 // blocks of x (b0, b1), over every k-block: C tile 0 = a0·b0, 1 = a1·b0, 2 = a0·b1, 3 = a1·b1. Per k-block the
 // weights' A tiles (4, 5) are loaded once, then for each part of x its B tiles (6, 7) feed the products, which
@@ -203,22 +221,31 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
                                                                      int64_t t1, const uint16_t* b, const float* x,
                                                                      int64_t rows, int64_t first, int64_t K,
                                                                      int64_t kblocks) {
+    const bool compact = std::any_of(tiles.begin() + t0, tiles.begin() + t1, [](const AmxTile& t) { return t.a == nullptr; });
+    const int64_t block_tiles = compact ? expanded_block_tiles(K) : kBlockTiles;
+    std::vector<uint16_t>& expanded = share_local<ExpandedTiles>().bits;
+    if (compact) expanded.resize(size_t(block_tiles * kTile * K));
     amx_configure_tiles();
     alignas(64) float c[4][kTile * kTile];
+    const uint16_t* a[kBlockTiles];  // the block's weight rows, as stored or expanded
     const int64_t row_blocks = (rows + kTile - 1) / kTile, stride = K * 2, body = kblocks * kKBlock;
     const int64_t block_elems = kblocks * kParts * kBTileElems;
-    for (int64_t block = t0; block < t1; block += kBlockTiles) {
-        const int64_t block_end = std::min(block + kBlockTiles, t1);
+    for (int64_t block = t0; block < t1; block += block_tiles) {
+        const int64_t block_end = std::min(block + block_tiles, t1);
+        for (int64_t t = block; t < block_end; ++t) {
+            const AmxTile& tile = tiles[size_t(t)];
+            a[t - block] = tile.a != nullptr ? tile.a : expand_tile(tile, K, expanded.data() + (t - block) * kTile * K);
+        }
         for (int64_t rb = 0; rb < row_blocks; rb += 2) {
             const bool row_pair = rb + 1 < row_blocks;
             const uint16_t* b0 = b + rb * block_elems;
             for (int64_t t = block; t < block_end; t += 2) {
                 const AmxTile* out[2] = {&tiles[size_t(t)], t + 1 < block_end ? &tiles[size_t(t + 1)] : nullptr};
-                const uint16_t* a1 = out[1] != nullptr ? out[1]->a : nullptr;
+                const uint16_t* a1 = out[1] != nullptr ? a[t + 1 - block] : nullptr;
                 if (row_pair) {
-                    multiply<true>(out[0]->a, a1, stride, b0, b0 + block_elems, kblocks);
+                    multiply<true>(a[t - block], a1, stride, b0, b0 + block_elems, kblocks);
                 } else {
-                    multiply<false>(out[0]->a, a1, stride, b0, b0, kblocks);
+                    multiply<false>(a[t - block], a1, stride, b0, b0, kblocks);
                 }
                 _tile_stored(0, c[0], kTile * 4);
                 if (a1 != nullptr) _tile_stored(1, c[1], kTile * 4);
@@ -240,6 +267,10 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
 __attribute__((target("amx-tile"))) void amx_configure_tiles() {
     static const TileConfig config = tile_config();
     _tile_loadconfig(&config);
+}
+
+uint64_t amx_expanded_bytes(int64_t K) {
+    return sizeof(uint16_t) * uint64_t(expanded_block_tiles(K) * kTile * K);
 }
 
 AmxScratch amx_scratch_bytes(int64_t rows, int64_t K, std::initializer_list<int64_t> widths) {
@@ -275,6 +306,10 @@ void amx_linears(ThreadPool& pool, AmxBuffers& buffers, const float* x, int64_t 
         const auto* data = static_cast<const uint16_t*>(w.data);
         for (int64_t o = 0; o < w.rows; o += kTile) {
             const int64_t count = std::min(kTile, w.rows - o);
+            if (w.compact != nullptr) {  // expanded by run_tiles
+                tiles.push_back({&outs[i], o, count, nullptr});
+                continue;
+            }
             const uint16_t* a = data + o * K;
             if (count < kTile) {
                 // A tile reads 16 rows: past the weight's end they come from a copy padded with zero rows.

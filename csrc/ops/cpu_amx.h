@@ -40,8 +40,13 @@ struct AmxTile {
     const LinearOut* out;
     int64_t o;          // first output
     int64_t count;      // valid outputs, ≤ 16
-    const uint16_t* a;  // weight rows o.. (or the padded copy)
+    const uint16_t* a;  // weight rows o.. (or the padded copy); null for a compact weight, expanded per thread
 };
+
+// The most bytes of compact weights' tiles a thread expands at a time (for 16 · K · 2 bytes per tile).
+constexpr int64_t kAmxExpandBytes = int64_t(1) << 20;
+// What a thread's buffer of expanded tiles holds for width K: the memory plan's bound (model/plan.cpp).
+uint64_t amx_expanded_bytes(int64_t K);
 
 // What amx_linears fills on the calling thread (x packed, the weights' zero-padded last tiles, the tile list), owned
 // by the calling Ops like GemmBuffers (cpu_gemm.h).

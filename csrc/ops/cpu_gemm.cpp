@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "ops/compact_bf16.h"
 #include "ops/cpu_simd.h"
 
 namespace nc::ops {
@@ -302,17 +303,38 @@ void pack_cols(const float* src, int64_t ld, int64_t kdim, int64_t n, float* dst
     }
 }
 
+// pack_rows for a compact weight (ops/compact_bf16.h): each row's k-block expanded to floats, then placed.
+void pack_compact_rows(const CompactBf16& w, int64_t first, int64_t n, int64_t k0, int64_t kc, int W, float* dst) {
+    std::vector<float>& row = share_floats<CompactBf16>(size_t(kc));
+    for (int64_t p = 0; p * W < n; ++p) {
+        float* panel = dst + p * kc * W;
+        for (int64_t i = 0; i < W; ++i) {
+            const int64_t o = p * W + i;
+            if (o < n) expand_floats(w, first + o, k0, kc, row.data());
+            for (int64_t k = 0; k < kc; ++k) panel[k * W + i] = o < n ? row[size_t(k)] : 0.0f;
+        }
+    }
+}
+
 // ---- linear ---------------------------------------------------------------------------------------------
 
 // One output of a fused linear: its weight [N, K], its bias padded to whole tiles (init), its y [M, N], and where its
 // outputs start in the concatenation that threads split (offsets are whole tiles apart).
 struct LinearPart {
     const void* w;
+    const CompactBf16* compact;  // instead of w, for a compact weight
     int64_t N;
     const float* init;
     float* y;
     int64_t offset;
 };
+
+// pack_rows of a part's weight, whichever way it is held.
+template <Isa I, nc_dtype D>
+void pack_part(const LinearPart& part, int64_t K, int64_t first, int64_t n, int64_t k0, int64_t kc, int W, float* dst) {
+    if (part.compact != nullptr) return pack_compact_rows(*part.compact, first, n, k0, kc, W, dst);
+    pack_rows<I, D>(part.w, K, first, n, k0, kc, W, dst);
+}
 
 // y = x·Wᵀ + init for every part, in one of two ways.
 // By rows, when each thread can hold every output's weights for a k-block in its weight block and there are at least
@@ -334,7 +356,7 @@ void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
             float* bp = weight_block().get(size_t(NC * KC));
             for (int64_t pc = 0; pc < K; pc += KC) {
                 const int64_t kc = std::min(KC, K - pc);
-                for (const LinearPart& part : parts) pack_rows<I, D>(part.w, K, 0, part.N, pc, kc, NR, bp + part.offset * kc);
+                for (const LinearPart& part : parts) pack_part<I, D>(part, K, 0, part.N, pc, kc, NR, bp + part.offset * kc);
                 for (int64_t p = p0; p < p1; ++p) {
                     const int rows = int(std::min<int64_t>(MR, M - p * MR));
                     pack_rows<I, NC_DTYPE_F32>(x, K, p * MR, rows, pc, kc, MR, ap);
@@ -368,7 +390,7 @@ void linear_impl(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_t
                 for (int64_t pc = 0; pc < K; pc += KC) {
                     const int64_t kc = std::min(KC, K - pc);
                     const float* ak = ap + panels * MR * pc;
-                    pack_rows<I, D>(part.w, K, jc, nb, pc, kc, NR, bp);
+                    pack_part<I, D>(part, K, jc, nb, pc, kc, NR, bp);
                     for (int64_t p = 0; p < panels; ++p) {
                         const int rows = int(std::min<int64_t>(MR, M - p * MR));
                         for (int64_t jr = 0; jr < nb; jr += NR) {
@@ -627,7 +649,7 @@ void gemm_linears(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_
         if (o.bias) {
             for (int64_t j = 0; j < o.w->rows; ++j) b[j] = weight_at(*o.bias, j);
         }
-        parts.push_back(LinearPart{o.w->data, o.w->rows, b, o.y, offset});
+        parts.push_back(LinearPart{o.w->data, o.w->compact, o.w->rows, b, o.y, offset});
         offset += round_up(o.w->rows, 32);
     }
     switch (cpu_isa()) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "ops/compact_bf16.h"
 #include "ops/cpu_simd.h"
 
 namespace nc::ops {
@@ -74,18 +75,43 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int64_t 
     }
 }
 
+// Outputs [o, o + outs) of every row, their weight rows at w.
+template <nc_dtype D>
+__attribute__((target("avx2,fma,f16c"))) void outputs_avx2(const Block& b, int64_t o, int outs, const char* const* w) {
+    const int64_t K = b.K, ldy = b.w->rows;
+    int64_t r = 0;
+    for (; r + kAvx2Rows <= b.rows; r += kAvx2Rows) rows_avx2<D, kAvx2Rows>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
+    if (b.rows - r == 2) rows_avx2<D, 2>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
+    if (b.rows - r == 1) rows_avx2<D, 1>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
+}
+
 template <nc_dtype D>
 __attribute__((target("avx2,fma,f16c"))) void block_avx2(const Block& b) {
     const char* base = static_cast<const char*>(b.w->data);
-    const int64_t K = b.K, ldy = b.w->rows;
     for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
         const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
         const char* w[kOutTile];
-        for (int i = 0; i < outs; ++i) w[i] = base + (o + i) * K * esize(D);
-        int64_t r = 0;
-        for (; r + kAvx2Rows <= b.rows; r += kAvx2Rows) rows_avx2<D, kAvx2Rows>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
-        if (b.rows - r == 2) rows_avx2<D, 2>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
-        if (b.rows - r == 1) rows_avx2<D, 1>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
+        for (int i = 0; i < outs; ++i) w[i] = base + (o + i) * b.K * esize(D);
+        outputs_avx2<D>(b, o, outs, w);
+    }
+}
+
+// A compact weight without AVX-512 (whose 16-bit table lookup the in-register decode needs): each tile's rows
+// expanded to bf16 in this share's buffer first (an extra pass through L1/L2, so compact weights pay off only with
+// AVX-512; docs/ARCHITECTURE.md "Compact weights").
+struct CompactRows {
+    std::vector<uint16_t> bits;
+};
+
+void block_avx2_compact(const Block& b) {
+    std::vector<uint16_t>& buf = share_local<CompactRows>().bits;
+    buf.resize(size_t(kOutTile * b.K));
+    for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
+        const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
+        expand_rows(*b.w->compact, o, outs, buf.data(), b.K);
+        const char* w[kOutTile];
+        for (int i = 0; i < outs; ++i) w[i] = reinterpret_cast<const char*>(buf.data() + i * b.K);
+        outputs_avx2<NC_DTYPE_BF16>(b, o, outs, w);
     }
 }
 
@@ -98,13 +124,21 @@ __attribute__((target("avx2,fma,f16c"))) void block_avx2(const Block& b) {
 constexpr int kAvx512Rows = 4;  // 16 accumulators + 8 x + 2 w of the 32 zmm registers
 constexpr int64_t kStep = 32;   // weights per output per step
 
+// How the kernel reads one storage of weight rows: kStepBytes per step of 32 weights, loaded as two vectors of 16
+// floats (kSplitX: the even- and odd-indexed weights, else in order); at() is a weight past the last whole step.
+template <nc_dtype D>
+struct Plain {
+    static constexpr int64_t kStepBytes = kStep * esize(D);
+    static float at(const char* row, int64_t k) { return weight_at(Weight{D, row, 1, k + 1}, k); }
+};
+
 template <nc_dtype D>
 struct Wide;
 
 template <>
-struct Wide<NC_DTYPE_BF16> {
+struct Wide<NC_DTYPE_BF16> : Plain<NC_DTYPE_BF16> {
     static constexpr bool kSplitX = true;
-    __attribute__((target("avx512f,avx2,fma,f16c"))) static void load(const char* p, __m512& even, __m512& odd) {
+    __attribute__((target("avx512f,avx2,fma,f16c"))) void load(const char* p, __m512& even, __m512& odd) const {
         const __m512i v = _mm512_loadu_si512(p);
         even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
         odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int32_t(0xffff0000u))));
@@ -112,20 +146,43 @@ struct Wide<NC_DTYPE_BF16> {
 };
 
 template <>
-struct Wide<NC_DTYPE_F16> {
+struct Wide<NC_DTYPE_F16> : Plain<NC_DTYPE_F16> {
     static constexpr bool kSplitX = false;
-    __attribute__((target("avx512f,avx2,fma,f16c"))) static void load(const char* p, __m512& lo, __m512& hi) {
+    __attribute__((target("avx512f,avx2,fma,f16c"))) void load(const char* p, __m512& lo, __m512& hi) const {
         lo = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
         hi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)));
     }
 };
 
 template <>
-struct Wide<NC_DTYPE_F32> {
+struct Wide<NC_DTYPE_F32> : Plain<NC_DTYPE_F32> {
     static constexpr bool kSplitX = false;
-    __attribute__((target("avx512f,avx2,fma,f16c"))) static void load(const char* p, __m512& lo, __m512& hi) {
+    __attribute__((target("avx512f,avx2,fma,f16c"))) void load(const char* p, __m512& lo, __m512& hi) const {
         lo = _mm512_loadu_ps(p);
         hi = _mm512_loadu_ps(p + 64);
+    }
+};
+
+// Compact bf16 rows (ops/compact_bf16.h): a step is one group of 48 bytes, decoded to the 32 bf16 in a vector and then
+// widened like Wide<BF16>'s (the same floats in the same lanes, so the same sums), code 0 as +0 (add_patches adds
+// the patched weights). The decode costs a handful of integer operations per 32 weights, which a memory-bound row
+// leaves idle.
+struct WideCompact {
+    static constexpr bool kSplitX = true;
+    static constexpr int64_t kStepBytes = kCompactGroupBytes;
+    const uint16_t* table;  // CompactBf16::high (loaded per step: an L1 hit the loop can hoist)
+    explicit WideCompact(const CompactBf16& w) : table(w.high.data()) {}
+    // The tail's weights are plain bf16 after the row's groups.
+    static float at(const char* row, int64_t k) {
+        const int64_t body = k / kStep * kStep;
+        uint16_t b;
+        std::memcpy(&b, row + body / kStep * kStepBytes + (k - body) * 2, 2);
+        return bf16_to_f32(b);
+    }
+    __attribute__((target("avx512f,avx512bw,avx2,fma,f16c"))) void load(const char* p, __m512& even, __m512& odd) const {
+        const __m512i v = compact_group(reinterpret_cast<const uint8_t*>(p), _mm512_load_si512(table));
+        even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        odd = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(int32_t(0xffff0000u))));
     }
 };
 
@@ -133,19 +190,20 @@ struct Wide<NC_DTYPE_F32> {
 // `outs` reads a valid row and is not stored). The lines of the `nnext` rows in `next` at the same k are prefetched
 // at the pace this tile is read (see block_avx512). The accumulators are named variables, not an array, so that
 // they stay in registers through the k loop (GCC keeps a 2-D array of them in memory).
-template <nc_dtype D, int R>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* xs, int64_t ldxs, const float* x,
-                                                                   int64_t ldx, int64_t klen, const char* const* w, int outs,
+template <class L, int R>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const L& layout, const float* xs, int64_t ldxs,
+                                                                   const float* x, int64_t ldx, int64_t klen,
+                                                                   const char* const* w, int outs,
                                                                    const char* const* next, int nnext, float* y,
                                                                    int64_t ldy) {
-    constexpr int kLines = int(kStep * esize(D) / 64);  // lines per row per step
+    constexpr int kLines = int((L::kStepBytes + 63) / 64);  // lines per row per step
     const __m512 z = _mm512_setzero_ps();
     __m512 c00 = z, c01 = z, c02 = z, c03 = z, c10 = z, c11 = z, c12 = z, c13 = z, c20 = z, c21 = z, c22 = z,
            c23 = z, c30 = z, c31 = z, c32 = z, c33 = z;
     const int64_t body = klen / kStep * kStep;
     for (int64_t k = 0; k < body; k += kStep) {
         for (int i = 0; i < nnext; ++i)
-            for (int l = 0; l < kLines; ++l) _mm_prefetch(next[i] + k * esize(D) + l * 64, _MM_HINT_T0);
+            for (int l = 0; l < kLines; ++l) _mm_prefetch(next[i] + k / kStep * L::kStepBytes + l * 64, _MM_HINT_T0);
         __m512 a0 = z, b0 = z, a1 = z, b1 = z, a2 = z, b2 = z, a3 = z, b3 = z;
 #define NC_X(r)                                        \
     if constexpr (R > r) {                             \
@@ -162,7 +220,7 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* x
 #define NC_OUT(o)                                           \
     {                                                       \
         __m512 wa, wb;                                      \
-        Wide<D>::load(w[o] + k * esize(D), wa, wb);         \
+        layout.load(w[o] + k / kStep * L::kStepBytes, wa, wb); \
         NC_FMA(0, o) NC_FMA(1, o) NC_FMA(2, o) NC_FMA(3, o) \
     }
         NC_OUT(0) NC_OUT(1) NC_OUT(2) NC_OUT(3)
@@ -181,7 +239,7 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* x
 #undef NC_SUM
     for (int r = 0; r < R; ++r) {
         for (int o = 0; o < outs; ++o) {
-            for (int64_t k = body; k < klen; ++k) sum[r][o] += x[r * ldx + k] * weight_at(Weight{D, w[o], 1, klen}, k);
+            for (int64_t k = body; k < klen; ++k) sum[r][o] += x[r * ldx + k] * L::at(w[o], k);
             y[r * ldy + o] += sum[r][o];
         }
     }
@@ -192,10 +250,12 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const float* x
 // its share of the next tile's rows (group g of G: rows g, g + G, …), so the memory stream runs through all the
 // groups and never waits at a row boundary, where the hardware prefetcher (which stops at every 4 KiB page) would
 // start over.
-template <nc_dtype D>
-__attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& b) {
-    const char* base = static_cast<const char*>(b.w->data);
-    const int64_t K = b.K, ldy = b.w->rows, row_bytes = K * esize(D);
+template <class L>
+__attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& b, const L& layout) {
+    const CompactBf16* compact = b.w->compact;
+    const char* base = compact != nullptr ? reinterpret_cast<const char*>(compact->row(0)) : static_cast<const char*>(b.w->data);
+    const int64_t K = b.K, ldy = b.w->rows;
+    const int64_t row_bytes = compact != nullptr ? compact->row_bytes : K * esize(b.w->dtype);
     const int64_t groups = (b.rows + kAvx512Rows - 1) / kAvx512Rows;
     for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
         const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
@@ -210,13 +270,14 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& 
             const float *xs = b.xs + r * b.ldxs, *x = b.x + r * K;
             float* y = b.y + r * ldy + o;
             switch (std::min<int64_t>(b.rows - r, kAvx512Rows)) {
-                case 4: tile_avx512<D, 4>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
-                case 3: tile_avx512<D, 3>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
-                case 2: tile_avx512<D, 2>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
-                default: tile_avx512<D, 1>(xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+                case 4: tile_avx512<L, 4>(layout, xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+                case 3: tile_avx512<L, 3>(layout, xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+                case 2: tile_avx512<L, 2>(layout, xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
+                default: tile_avx512<L, 1>(layout, xs, b.ldxs, x, K, K, w, outs, next, nnext, y, ldy); break;
             }
         }
     }
+    if (compact != nullptr) add_patches(*compact, b.o0, b.o1, b.x, b.rows, b.y, ldy);
 }
 
 // x for the AVX-512 kernel: rows 64-byte aligned and padded so that they do not all fall in the same L1 sets (a
@@ -249,6 +310,10 @@ int64_t prepare_x(const float* x, int64_t rows, int64_t K, bool split, std::vect
 }
 
 void run_block(Isa isa, const Block& b) {
+    if (b.w->compact != nullptr && isa != Isa::Portable) {
+        if (isa == Isa::Avx2 || !compact_decodes_in_registers()) return block_avx2_compact(b);
+        return block_avx512(b, WideCompact(*b.w->compact));
+    }
     switch (isa) {
         case Isa::Portable: return block_portable(b);
         case Isa::Avx2:
@@ -261,9 +326,9 @@ void run_block(Isa isa, const Block& b) {
         case Isa::Amx:  // cpu_isa() is a vector ISA: never Amx
         case Isa::Avx512:
             switch (b.w->dtype) {
-                case NC_DTYPE_F32: return block_avx512<NC_DTYPE_F32>(b);
-                case NC_DTYPE_F16: return block_avx512<NC_DTYPE_F16>(b);
-                case NC_DTYPE_BF16: return block_avx512<NC_DTYPE_BF16>(b);
+                case NC_DTYPE_F32: return block_avx512(b, Wide<NC_DTYPE_F32>{});
+                case NC_DTYPE_F16: return block_avx512(b, Wide<NC_DTYPE_F16>{});
+                case NC_DTYPE_BF16: return block_avx512(b, Wide<NC_DTYPE_BF16>{});
             }
             return;
     }
@@ -283,6 +348,8 @@ void init_outputs(const LinearOut& out, int64_t rows, int64_t o0, int64_t o1) {
 }
 
 }  // namespace
+
+uint64_t gemv_compact_bytes(int64_t K) { return sizeof(uint16_t) * uint64_t(kOutTile * K); }
 
 uint64_t gemv_scratch_bytes(int64_t rows, int64_t K) { return sizeof(float) * uint64_t(rows * prepared_ld(K) + 16); }
 

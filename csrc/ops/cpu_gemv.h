@@ -27,6 +27,10 @@ struct GemvBuffers {
 void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
                   int32_t n);
 
+// What a thread's buffer of expanded compact rows holds for width K (the kernels without AVX-512): the memory
+// plan's bound (model/plan.cpp).
+uint64_t gemv_compact_bytes(int64_t K);
+
 // What GemvBuffers holds for rows of width K: the memory plan's bound (model/plan.cpp).
 uint64_t gemv_scratch_bytes(int64_t rows, int64_t K);
 

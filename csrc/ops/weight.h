@@ -9,15 +9,21 @@
 
 namespace nc::ops {
 
+struct CompactBf16;  // ops/compact_bf16.h
+uint16_t compact_bits(const CompactBf16& w, int64_t r, int64_t c);
+
 struct Weight {
     nc_dtype dtype;
-    const void* data;
-    int64_t rows;  // output features for a [out, in] matrix; 1 for a vector
-    int64_t cols;  // input features; the length for a vector
+    const void* data;  // null when compact is set
+    int64_t rows;      // output features for a [out, in] matrix; 1 for a vector
+    int64_t cols;      // input features; the length for a vector
+    // A bf16 matrix held in 12 bits per weight (ops/compact_bf16.h) instead of its stored bytes; dtype is BF16.
+    const CompactBf16* compact = nullptr;
 };
 
 // Element i (row-major) of a weight, as float.
 inline float weight_at(const Weight& w, int64_t i) {
+    if (w.compact != nullptr) return bf16_to_f32(compact_bits(*w.compact, i / w.cols, i % w.cols));
     switch (w.dtype) {
         case NC_DTYPE_F32: {
             float f;

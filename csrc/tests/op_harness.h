@@ -75,6 +75,27 @@ inline void expect_linear_matches(nc::ops::Ops& ref, nc::ops::Ops& cpu, nc_dtype
     EXPECT_LT(nmse(got, want), 1e-10);
 }
 
+// cpu.linears of x [rows, K] over weights[i] (bias[i] where not null) in one call, against ref.linear over
+// as_stored[i] (the same weights as the reference reads them), each output within NMSE 1e-10.
+inline void expect_linears_match(nc::ops::Ops& ref, nc::ops::Ops& cpu, const std::vector<float>& x, int64_t rows,
+                                 const std::vector<const nc::ops::Weight*>& weights,
+                                 const std::vector<const nc::ops::Weight*>& as_stored,
+                                 const std::vector<const nc::ops::Weight*>& bias) {
+    const size_t n = weights.size();
+    std::vector<std::vector<float>> got, want;
+    std::vector<nc::ops::LinearOut> outs;
+    for (size_t i = 0; i < n; ++i) {
+        got.push_back(poisoned(size_t(rows * weights[i]->rows)));
+        want.push_back(poisoned(size_t(rows * weights[i]->rows)));
+        outs.push_back({weights[i], bias[i], got.back().data()});
+    }
+    cpu.linears(x.data(), rows, outs.data(), int32_t(n));
+    for (size_t i = 0; i < n; ++i) {
+        ref.linear(x.data(), rows, *as_stored[i], bias[i], want[i].data());
+        EXPECT_LT(nmse(got[i], want[i]), 1e-10) << "output " << i;
+    }
+}
+
 // A test run once per kernel ISA (AMX tiles, AVX-512, AVX2, the portable loops), skipped where the CPU lacks it: the CPU ops
 // (with more threads than cores, so that work splits unevenly) against the reference ops.
 // Caps the CPU kernels at isa (undone by release_isa); false where the CPU lacks it, and the test should skip.

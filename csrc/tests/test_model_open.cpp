@@ -181,6 +181,10 @@ TEST_F(ModelOpen, BadParamsAreArgumentErrors) {
     EXPECT_EQ(nc_model_open(&p, &model), NC_ERR_INVALID_ARGUMENT);
     files[0] = file.path().c_str();
     p = nc_test::cpu_params(config, files, 1, file.refs());
+    p.llm_weights = 7;
+    EXPECT_EQ(nc_model_open(&p, &model), NC_ERR_INVALID_ARGUMENT);
+    EXPECT_NE(std::string(nc_last_error()).find("llm_weights"), std::string::npos);
+    p = nc_test::cpu_params(config, files, 1, file.refs());
     file.refs()[7].name = nullptr;
     EXPECT_EQ(nc_model_open(&p, &model), NC_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(nc_last_error()).find("tensor #7 has no name"), std::string::npos);

@@ -59,19 +59,9 @@ TEST_P(DecodeLinear, SharedInputLinears) {
             std::vector<StoredWeight> ws;
             for (int i = 0; i < 3; ++i) ws.emplace_back(random_floats(size_t(widths[i] * in), 30 + i), dtype, widths[i], in);
             StoredWeight bias(random_floats(size_t(widths[1]), 40), dtype, 1, widths[1]);
-            const auto x = random_floats(size_t(rows * in), 41);
-            std::vector<std::vector<float>> got, want;
-            std::vector<nc::ops::LinearOut> outs;
-            for (int i = 0; i < 3; ++i) {
-                got.push_back(poisoned(size_t(rows * widths[i])));
-                want.push_back(poisoned(size_t(rows * widths[i])));
-                outs.push_back({&ws[size_t(i)].w, i == 1 ? &bias.w : nullptr, got.back().data()});
-            }
-            cpu->linears(x.data(), rows, outs.data(), 3);
-            for (int i = 0; i < 3; ++i) {
-                ref->linear(x.data(), rows, ws[size_t(i)].w, i == 1 ? &bias.w : nullptr, want[size_t(i)].data());
-                EXPECT_LT(nmse(got[size_t(i)], want[size_t(i)]), 1e-10) << "output " << i;
-            }
+            const std::vector<const Weight*> w = {&ws[0].w, &ws[1].w, &ws[2].w};
+            nc_test::expect_linears_match(*ref, *cpu, random_floats(size_t(rows * in), 41), rows, w, w,
+                                          {nullptr, &bias.w, nullptr});
         }
     }
 }

@@ -22,6 +22,9 @@ type Options struct {
 	Backend bindings.Backend
 	Device  int
 	Threads int // CPU threads; 0: all
+	// CompactWeights holds the language model's bf16 matrices in 12 bits per weight, losslessly
+	// (bindings.ModelParams.CompactLLMWeights).
+	CompactWeights bool
 	// KV cache: dtype and positions per block.
 	KVDType     bindings.DType
 	KVBlockSize int
@@ -104,7 +107,7 @@ func Open(path string, o Options) (*Engine, error) {
 		return nil, fmt.Errorf("tokenizer has %d ids, config.json says vocab_size %d", tok.VocabSize(), d.Config.VocabSize)
 	}
 	m, err := bindings.OpenModel(bindings.ModelParams{Config: d.Config, Files: d.Files, Tensors: d.Refs(),
-		Backend: o.Backend, Device: o.Device, Threads: o.Threads})
+		Backend: o.Backend, Device: o.Device, Threads: o.Threads, CompactLLMWeights: o.CompactWeights})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,7 +142,8 @@ func TestGenerateMatchesReference(t *testing.T) {
 
 // bf16 weights: the same greedy tokens for at least the first 16, where no box is fed back (a located <at>
 // feeds loc_encoder(loc_decoder(h)) forward, and bf16 box heads move later logits by more than small greedy
-// margins: odd_config's golden margin is 0.02). The prefill NMSE bound is checked in internal/golden.
+// margins: odd_config's golden margin is 0.02). The prefill NMSE bound is checked in internal/golden. The same holds
+// with the weights held compact (Options.CompactWeights), which are the same bf16 weights.
 func TestGenerateBF16Tokens(t *testing.T) {
 	cases, err := golden.Cases()
 	require.NoError(t, err)
@@ -149,18 +151,20 @@ func TestGenerateBF16Tokens(t *testing.T) {
 		if c.Sampling != nil || c.Result.AtCount > 0 {
 			continue
 		}
-		t.Run(c.Name, func(t *testing.T) {
-			g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
-			require.NoError(t, err)
-			e := openCase(t, c, bindings.BF16)
-			p, err := e.Prepare(request(t, c, g))
-			require.NoError(t, err)
-			res, err := e.Run(context.Background(), p, params(c), nil)
-			require.NoError(t, err)
-			want := int32s(g["gen.tokens"].I64)
-			n := min(16, len(want))
-			assert.Equal(t, want[:n], res.Tokens[:n])
-		})
+		for _, compact := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/compact=%v", c.Name, compact), func(t *testing.T) {
+				g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
+				require.NoError(t, err)
+				e := openCase(t, c, bindings.BF16, func(o *Options) { o.CompactWeights = compact })
+				p, err := e.Prepare(request(t, c, g))
+				require.NoError(t, err)
+				res, err := e.Run(context.Background(), p, params(c), nil)
+				require.NoError(t, err)
+				want := int32s(g["gen.tokens"].I64)
+				n := min(16, len(want))
+				assert.Equal(t, want[:n], res.Tokens[:n])
+			})
+		}
 	}
 }
 

@@ -41,12 +41,17 @@ func TestMain(m *testing.M) {
 }
 
 func openModel(t *testing.T, c Case, dtype bindings.DType) *bindings.Model {
+	return openModelAs(t, c, dtype, false)
+}
+
+// openModelAs opens the case's checkpoint, with the LLM's bf16 matrices compact when asked.
+func openModelAs(t *testing.T, c Case, dtype bindings.DType, compact bool) *bindings.Model {
 	dir, err := BuildCheckpoint(context.Background(), c.Checkpoint, dtype, checkpointDir, standInTokenizer(t))
 	require.NoError(t, err)
 	d, err := modeldir.Open(dir)
 	require.NoError(t, err)
 	m, err := bindings.OpenModel(bindings.ModelParams{Config: d.Config, Files: d.Files, Tensors: d.Refs(),
-		Backend: bindings.CPU, Threads: 2})
+		Backend: bindings.CPU, Threads: 2, CompactLLMWeights: compact})
 	require.NoError(t, err)
 	t.Cleanup(func() { m.Close() })
 	return m
@@ -97,6 +102,41 @@ func TestLLMPrefillMatchesReference(t *testing.T) {
 	}
 }
 
+// Compact bf16 weights (docs/ARCHITECTURE.md "Compact weights") are the stored bf16 weights: the prefill equals the
+// stored weights' to float32 rounding (every weight decodes exactly; only where patched weights are added may the
+// order of sums differ), within the reference's bf16 bound, and the LLM's weights take fewer bytes.
+func TestLLMCompactWeightsAreTheStoredWeights(t *testing.T) {
+	eachCase(t, func(t *testing.T, c Case, g map[string]Tensor) {
+		stored, compact := openModelAs(t, c, bindings.BF16, false), openModelAs(t, c, bindings.BF16, true)
+		wantHidden, wantLogits := prefill(t, stored, g)
+		hidden, logits := prefill(t, compact, g)
+		assert.Less(t, NMSE(hidden, wantHidden), 1e-12)
+		assert.Less(t, NMSE(logits, wantLogits), 1e-12)
+		assert.Less(t, NMSE(logits, g["llm.prefill_logits"].F32), 1e-3)
+
+		before, err := stored.Memory(bindings.F16)
+		require.NoError(t, err)
+		after, err := compact.Memory(bindings.F16)
+		require.NoError(t, err)
+		llm := bindings.ComponentLLM
+		assert.Less(t, after.WeightBytes[llm], before.WeightBytes[llm])
+		assert.Equal(t, before.WeightBytes[llm]-after.WeightBytes[llm], before.WeightBytesTotal-after.WeightBytesTotal)
+	})
+}
+
+// eachCase runs check as a subtest per golden case, with the case's tensors.
+func eachCase(t *testing.T, check func(t *testing.T, c Case, g map[string]Tensor)) {
+	cases, err := Cases()
+	require.NoError(t, err)
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			g, err := Load(filepath.Join(Root(), "testdata", "golden", "model", c.File))
+			require.NoError(t, err)
+			check(t, c, g)
+		})
+	}
+}
+
 // User regions (§3.3): loc_encoder of the golden's normalized boxes equals the reference's loc embeddings.
 func TestRegionEmbeddingsMatchReference(t *testing.T) {
 	cases, err := Cases()
@@ -130,18 +170,12 @@ func TestPromptIDsMatchReference(t *testing.T) {
 	}
 	tok, err := tokenizer.Load(tokPath)
 	require.NoError(t, err)
-	cases, err := Cases()
-	require.NoError(t, err)
-	for _, c := range cases {
-		t.Run(c.Name, func(t *testing.T) {
-			g, err := Load(filepath.Join(Root(), "testdata", "golden", "model", c.File))
-			require.NoError(t, err)
-			text, _, err := prompt.ExpandRegions(c.Prompt, len(c.Boxes))
-			require.NoError(t, err)
-			imageTokens := int(g["clip.features"].Shape[1])
-			rendered, err := prompt.Render([]prompt.Turn{{Role: prompt.User, Text: text}}, imageTokens)
-			require.NoError(t, err)
-			assert.Equal(t, int32s(g["prompt.input_ids"].I64), tok.Encode(rendered, true))
-		})
-	}
+	eachCase(t, func(t *testing.T, c Case, g map[string]Tensor) {
+		text, _, err := prompt.ExpandRegions(c.Prompt, len(c.Boxes))
+		require.NoError(t, err)
+		imageTokens := int(g["clip.features"].Shape[1])
+		rendered, err := prompt.Render([]prompt.Turn{{Role: prompt.User, Text: text}}, imageTokens)
+		require.NoError(t, err)
+		assert.Equal(t, int32s(g["prompt.input_ids"].I64), tok.Encode(rendered, true))
+	})
 }

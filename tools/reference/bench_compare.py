@@ -1,6 +1,6 @@
 """`make bench-compare`: the engine's `nextchat bench llm` against PyTorch eager (bench_llm.py) on the same
 checkpoint and threads, PyTorch run both as is and with OMP_WAIT_POLICY=PASSIVE; prints the ratios.
-Usage: bench_compare.py MODEL_DIR [THREADS]
+Usage: bench_compare.py MODEL_DIR [THREADS [NEXTCHAT_BENCH_FLAGS...]]
 """
 import json
 import os
@@ -19,8 +19,9 @@ def run_json(cmd, env=None):
 def main():
     model = sys.argv[1]
     threads = sys.argv[2] if len(sys.argv) > 2 else "2"
+    engine_flags = sys.argv[3:]  # e.g. --compact-weights: the engine's options; PyTorch runs the checkpoint as stored
     ours = run_json([str(ROOT / "bin/nextchat"), "bench", "llm", "--model", model, "--threads", threads,
-                     "--repeat", "2", "--steps", "4", "--prompt-tokens", "128", "--json"])
+                     "--repeat", "2", "--steps", "4", "--prompt-tokens", "128", "--json", *engine_flags])
     ref = [sys.executable, str(ROOT / "tools/reference/bench_llm.py"), "--model", model, "--threads", threads,
            "--prompt", "128", "--steps", "4"]
     torch_asis = run_json(ref)

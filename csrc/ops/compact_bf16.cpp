@@ -1,0 +1,201 @@
+#include "ops/compact_bf16.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "ops/convert.h"
+#include "ops/cpu_simd.h"
+
+namespace nc::ops {
+
+namespace {
+
+constexpr int kPairs = 7;  // exponent pairs (high bytes per sign) in a table
+
+// The first of the kPairs consecutive exponent pairs (high byte & 0x7f) that hold the most nonzero weights.
+int choose_window(Ops& ops, const uint16_t* bits, int64_t rows, int64_t cols) {
+    std::array<int64_t, 128> count{};
+    std::mutex mu;
+    ops.parallel(rows, [&](int64_t r0, int64_t r1) {
+        std::array<int64_t, 128> local{};
+        for (int64_t i = r0 * cols; i < r1 * cols; ++i) {
+            if ((bits[i] & 0x7fff) != 0) ++local[(bits[i] >> 8) & 0x7f];
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        for (int g = 0; g < 128; ++g) count[size_t(g)] += local[size_t(g)];
+    });
+    int best = 0;
+    int64_t best_count = -1;
+    for (int g0 = 0; g0 + kPairs <= 128; ++g0) {
+        int64_t n = 0;
+        for (int g = g0; g < g0 + kPairs; ++g) n += count[size_t(g)];
+        if (n > best_count) {
+            best = g0;
+            best_count = n;
+        }
+    }
+    return best;
+}
+
+struct Patch {
+    int64_t row;
+    uint32_t col;
+    uint16_t bits;
+};
+
+}  // namespace
+
+uint64_t CompactBf16::bytes() const {
+    return uint64_t(rows * row_bytes) + sizeof(high) + patch_start.size() * sizeof(int64_t) +
+           patch_col.size() * sizeof(uint32_t) + patch_bits.size() * sizeof(uint16_t);
+}
+
+std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const uint16_t* bits, int64_t rows, int64_t cols) {
+    auto w = std::make_unique<CompactBf16>();
+    w->rows = rows;
+    w->cols = cols;
+    const int64_t groups = cols / kCompactGroup, tail = cols - groups * kCompactGroup;
+    w->row_bytes = groups * kCompactGroupBytes + tail * 2;
+    w->data = std::make_unique<uint8_t[]>(size_t(rows * w->row_bytes));
+
+    const int g0 = choose_window(ops, bits, rows, cols);
+    std::array<uint8_t, 256> code_of{};  // high byte → code, 0 outside the table
+    for (int s = 0; s < 2; ++s) {
+        for (int i = 0; i < kPairs; ++i) {
+            const int code = 1 + i + kPairs * s, high = s << 7 | (g0 + i);
+            code_of[size_t(high)] = uint8_t(code);
+            w->high[size_t(code)] = w->high[size_t(code + 16)] = uint16_t(high << 8);
+        }
+    }
+
+    std::vector<std::pair<int64_t, std::vector<Patch>>> found;  // (first row, its patches) per loop share
+    std::mutex mu;
+    ops.parallel(rows, [&](int64_t r0, int64_t r1) {
+        std::vector<Patch> local;
+        for (int64_t r = r0; r < r1; ++r) {
+            const uint16_t* src = bits + r * cols;
+            uint8_t* dst = w->data.get() + r * w->row_bytes;
+            for (int64_t g = 0; g < groups; ++g) {
+                uint8_t* low = dst + g * kCompactGroupBytes;
+                uint8_t* codes = low + kCompactGroup;
+                std::memset(codes, 0, kCompactGroup / 2);
+                for (int64_t j = 0; j < kCompactGroup; ++j) {
+                    const int64_t c = g * kCompactGroup + j;
+                    const uint16_t b = src[c];
+                    const uint8_t code = code_of[size_t(b >> 8)];
+                    if (code == 0 && b != 0) local.push_back(Patch{r, uint32_t(c), b});
+                    low[j] = code == 0 ? 0 : uint8_t(b & 0xff);
+                    codes[j % 16] |= uint8_t(j < 16 ? code : code << 4);
+                }
+            }
+            std::memcpy(dst + groups * kCompactGroupBytes, src + groups * kCompactGroup, size_t(tail) * 2);
+        }
+        std::lock_guard<std::mutex> lock(mu);
+        found.emplace_back(r0, std::move(local));
+    });
+
+    std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    w->patch_start.assign(size_t(rows + 1), 0);
+    for (const auto& [r0, list] : found) {
+        for (const Patch& p : list) {
+            ++w->patch_start[size_t(p.row + 1)];
+            w->patch_col.push_back(p.col);
+            w->patch_bits.push_back(p.bits);
+        }
+    }
+    for (int64_t r = 0; r < rows; ++r) w->patch_start[size_t(r + 1)] += w->patch_start[size_t(r)];
+    return w;
+}
+
+uint16_t compact_bits(const CompactBf16& w, int64_t r, int64_t c) {
+    const uint8_t* row = w.row(r);
+    const int64_t g = c / kCompactGroup, j = c % kCompactGroup;
+    if (g == w.cols / kCompactGroup) {
+        uint16_t b;
+        std::memcpy(&b, row + g * kCompactGroupBytes + j * 2, 2);
+        return b;
+    }
+    const uint8_t* group = row + g * kCompactGroupBytes;
+    const uint8_t byte = group[kCompactGroup + j % 16];
+    const int code = j < 16 ? byte & 0xf : byte >> 4;
+    if (code != 0) return uint16_t(w.high[size_t(code)] | group[j]);
+    const auto first = w.patch_col.begin() + w.patch_start[size_t(r)];
+    const auto last = w.patch_col.begin() + w.patch_start[size_t(r + 1)];
+    const auto it = std::lower_bound(first, last, uint32_t(c));
+    return it != last && *it == uint32_t(c) ? w.patch_bits[size_t(it - w.patch_col.begin())] : 0;
+}
+
+namespace {
+
+__attribute__((target("avx512f,avx512bw"))) void expand_groups_avx512(const CompactBf16& w, const uint8_t* row,
+                                                                       int64_t groups, uint16_t* out) {
+    const __m512i table = _mm512_load_si512(w.high.data());
+    for (int64_t g = 0; g < groups; ++g) {
+        _mm512_storeu_si512(out + g * kCompactGroup, compact_group(row + g * kCompactGroupBytes, table));
+    }
+}
+
+void expand_groups_portable(const CompactBf16& w, int64_t r, int64_t groups, uint16_t* out) {
+    for (int64_t c = 0; c < groups * kCompactGroup; ++c) out[c] = compact_bits(w, r, c);
+}
+
+}  // namespace
+
+bool compact_decodes_in_registers() {
+    static const bool bw = __builtin_cpu_supports("avx512bw");
+    return bw && cpu_isa() >= Isa::Avx512;
+}
+
+void expand_rows(const CompactBf16& w, int64_t first, int64_t n, uint16_t* out, int64_t ld) {
+    const int64_t groups = w.cols / kCompactGroup, body = groups * kCompactGroup;
+    const bool avx512 = compact_decodes_in_registers();
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t r = first + i;
+        uint16_t* dst = out + i * ld;
+        if (avx512) {
+            expand_groups_avx512(w, w.row(r), groups, dst);
+        } else {
+            expand_groups_portable(w, r, groups, dst);
+        }
+        std::memcpy(dst + body, w.row(r) + groups * kCompactGroupBytes, size_t(w.cols - body) * 2);
+        for (int64_t p = w.patch_start[size_t(r)]; p < w.patch_start[size_t(r + 1)]; ++p) {
+            dst[w.patch_col[size_t(p)]] = w.patch_bits[size_t(p)];
+        }
+    }
+}
+
+void expand_floats(const CompactBf16& w, int64_t r, int64_t k0, int64_t n, float* out) {
+    const int64_t body = w.cols / kCompactGroup * kCompactGroup;
+    const bool avx512 = compact_decodes_in_registers();
+    alignas(64) uint16_t group[kCompactGroup];
+    int64_t c = k0;
+    while (c < k0 + n) {
+        if (avx512 && c % kCompactGroup == 0 && c + kCompactGroup <= std::min(body, k0 + n)) {
+            expand_groups_avx512(w, w.row(r) + c / kCompactGroup * kCompactGroupBytes, 1, group);
+            for (int64_t j = 0; j < kCompactGroup; ++j) out[c - k0 + j] = bf16_to_f32(group[j]);
+            c += kCompactGroup;
+        } else {
+            out[c - k0] = bf16_to_f32(compact_bits(w, r, c));
+            ++c;
+        }
+    }
+    const auto first = w.patch_col.begin() + w.patch_start[size_t(r)];
+    const auto last = w.patch_col.begin() + w.patch_start[size_t(r + 1)];
+    for (auto it = std::lower_bound(first, last, uint32_t(k0)); it != last && *it < uint64_t(k0 + n); ++it) {
+        out[*it - k0] = bf16_to_f32(w.patch_bits[size_t(it - w.patch_col.begin())]);
+    }
+}
+
+void add_patches(const CompactBf16& w, int64_t o0, int64_t o1, const float* x, int64_t rows, float* y, int64_t ldy) {
+    const int64_t K = w.cols;
+    for (int64_t o = o0; o < o1; ++o) {
+        for (int64_t p = w.patch_start[size_t(o)]; p < w.patch_start[size_t(o + 1)]; ++p) {
+            const float v = bf16_to_f32(w.patch_bits[size_t(p)]);
+            const int64_t c = w.patch_col[size_t(p)];
+            for (int64_t r = 0; r < rows; ++r) y[r * ldy + o] += v * x[r * K + c];
+        }
+    }
+}
+
+}  // namespace nc::ops
