@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "nextchat.h"
+#include "ops/convert.h"
 
 namespace nc_test {
 
@@ -80,7 +81,8 @@ inline std::vector<SpecEntry> read_spec(const nc_config& config) {
 // A temporary weight file holding every spec tensor as F32 random values, and refs pointing into it.
 class WeightFile {
   public:
-    explicit WeightFile(const nc_config& config, const std::string& tag) {
+    // Every tensor random in [-1, 1), stored as F32 or BF16.
+    WeightFile(const nc_config& config, const std::string& tag, nc_dtype dtype = NC_DTYPE_F32) {
         path_ = (std::filesystem::temp_directory_path() /
                  ("nextchat_test_" + tag + "_" + std::to_string(::getpid()) + ".bin"))
                     .string();
@@ -94,14 +96,21 @@ class WeightFile {
         for (const SpecEntry& e : entries_) {
             std::vector<float> values(size_t(e.numel()));
             for (float& v : values) v = dist(rng);
-            out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * sizeof(float)));
+            const uint64_t esize = dtype == NC_DTYPE_BF16 ? 2 : 4;
+            if (dtype == NC_DTYPE_BF16) {
+                std::vector<uint16_t> bits(values.size());
+                for (size_t i = 0; i < values.size(); ++i) bits[i] = nc::ops::f32_to_bf16(values[i]);
+                out.write(reinterpret_cast<const char*>(bits.data()), std::streamsize(bits.size() * 2));
+            } else {
+                out.write(reinterpret_cast<const char*>(values.data()), std::streamsize(values.size() * sizeof(float)));
+            }
             nc_tensor_ref ref{};
-            ref.dtype = NC_DTYPE_F32;
+            ref.dtype = dtype;
             ref.ndim = int32_t(e.shape.size());
             for (size_t d = 0; d < e.shape.size(); ++d) ref.shape[d] = e.shape[d];
             ref.file_index = 0;
             ref.offset = offset;
-            ref.nbytes = uint64_t(e.numel()) * sizeof(float);
+            ref.nbytes = uint64_t(e.numel()) * esize;
             offset += ref.nbytes;
             refs_.push_back(ref);
         }

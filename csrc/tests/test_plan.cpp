@@ -62,10 +62,15 @@ uint64_t sum(const uint64_t* v, int n) {
 
 class Plan : public testing::Test {
   protected:
+    // The fixture's weights: float32, or bf16 held compact (PlannedCompactWork).
+    virtual bool compact() const { return false; }
+
     void SetUp() override {
-        files[0] = file.path().c_str();
-        nc_model_params p = nc_test::cpu_params(config, files, 1, file.refs());
+        file = std::make_unique<nc_test::WeightFile>(config, "plan", compact() ? NC_DTYPE_BF16 : NC_DTYPE_F32);
+        files[0] = file->path().c_str();
+        nc_model_params p = nc_test::cpu_params(config, files, 1, file->refs());
         p.threads = 2;
+        p.llm_weights = compact() ? NC_LLM_WEIGHTS_COMPACT : NC_LLM_WEIGHTS_AS_STORED;
         ASSERT_EQ(nc_model_open(&p, &model), NC_OK) << nc_last_error();
         dims.struct_size = sizeof(dims);
         ASSERT_EQ(nc_model_get_dims(model, &dims), NC_OK) << nc_last_error();
@@ -90,7 +95,7 @@ class Plan : public testing::Test {
     }
 
     nc_config config = nc_test::small_config();
-    nc_test::WeightFile file{config, "plan"};
+    std::unique_ptr<nc_test::WeightFile> file;
     const char* files[1] = {};
     nc_model* model = nullptr;
     nc_model_dims dims{};
@@ -231,6 +236,9 @@ TEST_F(Plan, WorkspaceGrowsWithItsLimits) {
 // fork, CLIP over max_images, SAM over max_locations with masks.
 class PlannedWork : public Plan {
   protected:
+    void reserve_allocates_the_plan_and_work_grows_nothing();
+    void decode_steps_allocate_nothing();
+
     // Reserves the fixture's plan and makes the KV cache it plans for.
     void reserve_planned_cache(nc_cache** cache) {
         nc_plan p{};
@@ -313,7 +321,7 @@ class PlannedWork : public Plan {
     }
 };
 
-TEST_F(PlannedWork, ReserveAllocatesThePlanAndWorkGrowsNothing) {
+void PlannedWork::reserve_allocates_the_plan_and_work_grows_nothing() {
     const int64_t before = heap_live.load();
     heap_peak.store(before);
     nc_plan p{};
@@ -389,7 +397,7 @@ TEST_F(PlannedWork, OtherCallerThreadsGrowNothing) {
 // Issue #4's "no per-token allocations": once a sequence's first steps have run, decode steps — a batch of greedy
 // and sampled sequences (temperature, top-k, top-p, repetition penalty), each at a different position, one of them
 // fed a located <at> — make no heap allocation at all, in the core or the ABI.
-TEST_F(PlannedWork, DecodeStepsAllocateNothing) {
+void PlannedWork::decode_steps_allocate_nothing() {
     nc_cache* cache = nullptr;
     ASSERT_NO_FATAL_FAILURE(reserve_planned_cache(&cache));
     const nc_sampling samplings[3] = {{sizeof(nc_sampling), 0.0f, 0, 1.0f, 1.0f, 0},
@@ -448,6 +456,21 @@ TEST_F(PlannedWork, DecodeStepsAllocateNothing) {
     for (nc_seq* s : seqs) nc_seq_free(s);
     nc_cache_free(cache);
 }
+
+TEST_F(PlannedWork, ReserveAllocatesThePlanAndWorkGrowsNothing) { reserve_allocates_the_plan_and_work_grows_nothing(); }
+TEST_F(PlannedWork, DecodeStepsAllocateNothing) { decode_steps_allocate_nothing(); }
+
+// The same with the LLM's weights bf16 held compact (docs/ARCHITECTURE.md "Compact weights"): the plan counts their
+// bytes and the kernels' expansion buffers, and decode steps still allocate nothing.
+class PlannedCompactWork : public PlannedWork {
+  protected:
+    bool compact() const override { return true; }
+};
+
+TEST_F(PlannedCompactWork, ReserveAllocatesThePlanAndWorkGrowsNothing) {
+    reserve_allocates_the_plan_and_work_grows_nothing();
+}
+TEST_F(PlannedCompactWork, DecodeStepsAllocateNothing) { decode_steps_allocate_nothing(); }
 
 TEST_F(PlannedWork, WorkBeyondThePlanIsRefusedBeforeCompute) {
     nc_plan p{};
