@@ -76,6 +76,7 @@ type benchReport struct {
 	Shape             map[string]int `json:"shape"`
 	KVDType           string         `json:"kv_dtype,omitempty"`            // llm: the KV cache's dtype
 	Sampling          string         `json:"sampling,omitempty"`            // llm: how decode steps chose tokens
+	LLMWeights        string         `json:"llm_weights,omitempty"`         // llm, chat, serve: "compact" with --compact-weights
 	MeanBatch         float64        `json:"mean_batch,omitempty"`          // chat: sequences per engine step
 	LongestGapSeconds float64        `json:"longest_gap_seconds,omitempty"` // chat: a streaming answer's longest wait
 	FirstTokenSeconds float64        `json:"first_token_seconds,omitempty"` // serve: clients' mean wait for text
@@ -130,9 +131,18 @@ func benchCommand() command {
 				if o.model == "" || o.images < 1 || o.prompts < 1 || o.repeat < 1 || o.threads < 0 || o.probeSeconds <= 0 {
 					return usageError("bench needs --model DIR, --images ≥ 1, --prompts ≥ 1, --repeat ≥ 1, --threads ≥ 0, --probe-seconds > 0")
 				}
+				if o.compact && !slices.Contains([]string{"llm", "chat", "serve"}, args[0]) {
+					return usageError("--compact-weights applies to the llm, chat and serve benchmarks")
+				}
 				r, err := benchmarks()[i].run(ctx, o)
 				if err != nil {
 					return err
+				}
+				if o.compact {
+					r.LLMWeights = "compact"
+					for i := range r.Stages {
+						r.Stages[i].LLMWeights = r.LLMWeights
+					}
 				}
 				return printReport(e.stdout, *asJSON, r, func() error { return writeBench(e.stdout, r) })
 			}
@@ -272,6 +282,9 @@ func writeBench(w io.Writer, r benchReport) error {
 	}
 	if r.Sampling != "" {
 		fmt.Fprintf(tw, "sampling\t%s\n", r.Sampling)
+	}
+	if r.LLMWeights != "" {
+		fmt.Fprintf(tw, "llm weights\t%s (bf16 in 12 bits per weight, losslessly)\n", r.LLMWeights)
 	}
 	if r.LongestGapSeconds > 0 {
 		fmt.Fprintf(tw, "streaming\t%.3f s longest gap between the deltas of the answer streaming meanwhile\n", r.LongestGapSeconds)

@@ -32,6 +32,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "nope", "--model", "x"}, `unknown benchmark "nope"`},
 		{[]string{"bench", "vision"}, "needs --model"},
 		{[]string{"bench", "vision", "--model", "x", "--images", "0"}, "--images ≥ 1"},
+		{[]string{"bench", "sam", "--model", "x", "--compact-weights"}, "--compact-weights applies to the llm, chat and serve"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
 		assert.Equal(t, 2, code, tc.args)
@@ -103,6 +104,11 @@ func TestBenchLLMOnTiny(t *testing.T) {
 	code, _, stderr = runCLI("bench", "llm", "--model", dir, "--temperature", "0.8", "--top-p", "1.5")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "top_p must be in (0, 1]")
+
+	// The tiny checkpoint is float32: compact weights (bf16 only) are refused, not silently skipped.
+	code, _, stderr = runCLI("bench", "llm", "--model", dir, "--compact-weights")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "compact LLM weights re-code bf16 matrices")
 
 	code, _, stderr = runCLI("bench", "llm", "--model", dir, "--kv-dtype", "int8")
 	assert.Equal(t, 2, code)

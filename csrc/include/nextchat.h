@@ -62,7 +62,7 @@ typedef enum nc_llm_weights {
     NC_LLM_WEIGHTS_AS_STORED = 0, /* mapped from the files as they are */
     /* Re-coded at load in 12 bits per weight, losslessly (docs/ARCHITECTURE.md "Compact weights"): 25 % less
      * memory for them and less to read per decode step, at a one-off cost at load; the files' pages are released.
-     * Matrices of other dtypes stay as stored. */
+     * NC_ERR_DTYPE when a layer matrix or lm_head is not bf16. */
     NC_LLM_WEIGHTS_COMPACT = 1
 } nc_llm_weights;
 

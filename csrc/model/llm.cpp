@@ -3,6 +3,8 @@
 #include <cmath>
 #include <string>
 
+#include "core/dtype.h"
+#include "core/error.h"
 #include "core/mapped_file.h"
 #include "model/workspace.h"
 
@@ -37,18 +39,32 @@ Llm::Llm(const nc_config& c, const WeightStore& w)
 }
 
 void Llm::compact(ops::Ops& ops) {
+    std::vector<std::pair<std::string, ops::Weight*>> matrices;
+    for (size_t i = 0; i < layers_.size(); ++i) {
+        Layer& l = layers_[i];
+        const std::string p = "model.layers." + std::to_string(i) + ".";
+        for (auto [name, w] : {std::pair{"self_attn.q_proj", &l.q}, {"self_attn.k_proj", &l.k}, {"self_attn.v_proj", &l.v},
+                               {"self_attn.o_proj", &l.o}, {"mlp.gate_proj", &l.gate}, {"mlp.up_proj", &l.up},
+                               {"mlp.down_proj", &l.down}}) {
+            matrices.emplace_back(p + name + ".weight", w);
+        }
+    }
+    matrices.emplace_back("lm_head.weight", &lm_head_);
+    // Asked for and impossible is an error, not a silent no-op: the caller expects the memory it asked to save.
+    for (const auto& [name, w] : matrices) {
+        if (w->dtype != NC_DTYPE_BF16) {
+            fail(NC_ERR_DTYPE, "compact LLM weights re-code bf16 matrices; " + name + " is " + dtype_name(w->dtype) +
+                                   " (nextchat convert --dtype bf16 converts a checkpoint)");
+        }
+    }
     auto recode = [&](ops::Weight& w) {
-        if (w.dtype != NC_DTYPE_BF16 || w.compact != nullptr) return;
         const uint64_t stored = uint64_t(w.rows * w.cols) * 2;
         compact_.push_back(ops::compact_bf16(ops, static_cast<const uint16_t*>(w.data), w.rows, w.cols));
         release_file_pages(w.data, stored);
         compacted_stored_bytes_ += stored;
         w = ops::Weight{w.dtype, nullptr, w.rows, w.cols, compact_.back().get()};
     };
-    for (Layer& l : layers_) {
-        for (ops::Weight* w : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) recode(*w);
-    }
-    recode(lm_head_);
+    for (const auto& [name, w] : matrices) recode(*w);
 }
 
 uint64_t Llm::compact_bytes() const {

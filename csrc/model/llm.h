@@ -34,8 +34,8 @@ class Llm {
 
     Llm(const nc_config& config, const WeightStore& weights);
 
-    // Re-codes the bf16 matrices of the layers and lm_head as compact bf16 (ops/compact_bf16.h) on the ops'
-    // threads, and releases their files' pages.
+    // Re-codes the matrices of the layers and lm_head as compact bf16 (ops/compact_bf16.h) on the ops' threads, and
+    // releases their files' pages; throws NC_ERR_DTYPE, before any work, when one is not bf16.
     void compact(ops::Ops& ops);
     // Bytes of the files' matrices compact() replaced, and of what replaced them.
     uint64_t compacted_stored_bytes() const { return compacted_stored_bytes_; }

@@ -184,6 +184,10 @@ TEST_F(ModelOpen, BadParamsAreArgumentErrors) {
     p.llm_weights = 7;
     EXPECT_EQ(nc_model_open(&p, &model), NC_ERR_INVALID_ARGUMENT);
     EXPECT_NE(std::string(nc_last_error()).find("llm_weights"), std::string::npos);
+    p.llm_weights = NC_LLM_WEIGHTS_COMPACT;  // the fixture's weights are float32: nothing to re-code is an error
+    EXPECT_EQ(nc_model_open(&p, &model), NC_ERR_DTYPE);
+    EXPECT_NE(std::string(nc_last_error()).find("model.layers.0.self_attn.q_proj.weight is F32"), std::string::npos)
+        << nc_last_error();
     p = nc_test::cpu_params(config, files, 1, file.refs());
     file.refs()[7].name = nullptr;
     EXPECT_EQ(nc_model_open(&p, &model), NC_ERR_INVALID_ARGUMENT);
