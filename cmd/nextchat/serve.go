@@ -96,7 +96,7 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 		return err
 	}
 	defer eng.Close()
-	if err := fitsMemory(eng.Plan, f.overcommit); err != nil {
+	if err := fitsMemory(eng.Plan, f.overcommit, f.compact); err != nil {
 		return err
 	}
 	srv := server.New(eng, server.Options{ModelName: f.name, MaxBodyBytes: f.maxBodyMiB << 20, MaxWaiting: f.maxWaiting,
@@ -138,8 +138,8 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 
 // fitsMemory refuses a plan larger than the machine's memory: the KV cache and workspaces are reserved but touched
 // only as requests fill them, so such a server would start and be killed (or page its weights from disk) under load
-// rather than now.
-func fitsMemory(p bindings.Plan, overcommit bool) error {
+// rather than now. Without compact weights, the refusal names them too.
+func fitsMemory(p bindings.Plan, overcommit, compact bool) error {
 	total, ok := physicalMemory()
 	if !ok || p.HostBytes <= total {
 		return nil
@@ -150,7 +150,11 @@ func fitsMemory(p bindings.Plan, overcommit bool) error {
 		slog.Warn(msg + ": serving anyway (--allow-overcommit)")
 		return nil
 	}
-	return fmt.Errorf("%s: lower --ctx (positions per sequence) or --max-sequences, or pass --allow-overcommit", msg)
+	shrink := "lower --ctx (positions per sequence) or --max-sequences"
+	if !compact {
+		shrink += ", hold bf16 language-model weights in 12 bits with --compact-weights"
+	}
+	return fmt.Errorf("%s: %s, or pass --allow-overcommit", msg, shrink)
 }
 
 func gibs(b uint64) float64 { return float64(b) / (1 << 30) }

@@ -126,10 +126,14 @@ func TestServeRefusesAPlanBeyondMemory(t *testing.T) {
 		t.Skip("no /proc/meminfo: the memory check does not apply here")
 	}
 	huge := bindings.Plan{HostBytes: 1 << 60, WeightsTotal: 1 << 40, KVBytes: 1 << 59}
-	err := fitsMemory(huge, false)
+	err := fitsMemory(huge, false, false)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "lower --ctx")
+	assert.Contains(t, err.Error(), "--compact-weights")
 	assert.Contains(t, err.Error(), "KV cache 536870912.0")
-	assert.NoError(t, fitsMemory(huge, true))
-	assert.NoError(t, fitsMemory(bindings.Plan{HostBytes: 1 << 20}, false))
+	err = fitsMemory(huge, false, true)
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "--compact-weights", "already compact")
+	assert.NoError(t, fitsMemory(huge, true, false))
+	assert.NoError(t, fitsMemory(bindings.Plan{HostBytes: 1 << 20}, false, false))
 }
