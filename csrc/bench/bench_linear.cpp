@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     double bytes = 0;
     for (const auto& w : weights) {
         if (dt == "compact") {
-            compact.push_back(nc::ops::compact_bf16(*ops, reinterpret_cast<const uint16_t*>(w.data()), outputs, inputs));
+            compact.push_back(nc::ops::compact_bf16(*ops, w.data(), outputs, inputs));
             views.push_back(nc::ops::Weight{dtype, nullptr, outputs, inputs, compact.back().get()});
             bytes += double(compact.back()->bytes());
         } else {

@@ -59,7 +59,7 @@ void Llm::compact(ops::Ops& ops) {
     }
     auto recode = [&](ops::Weight& w) {
         const uint64_t stored = uint64_t(w.rows * w.cols) * 2;
-        compact_.push_back(ops::compact_bf16(ops, static_cast<const uint16_t*>(w.data), w.rows, w.cols));
+        compact_.push_back(ops::compact_bf16(ops, w.data, w.rows, w.cols));
         release_file_pages(w.data, stored);
         compacted_stored_bytes_ += stored;
         w = ops::Weight{w.dtype, nullptr, w.rows, w.cols, compact_.back().get()};

@@ -14,13 +14,21 @@ namespace {
 constexpr int kPairs = 7;  // exponent pairs (high bytes per sign) in a table
 
 // The first of the kPairs consecutive exponent pairs (high byte & 0x7f) that hold the most nonzero weights.
-int choose_window(Ops& ops, const uint16_t* bits, int64_t rows, int64_t cols) {
+// Weight i of bf16 bits at any alignment.
+uint16_t bits_at(const void* bits, int64_t i) {
+    uint16_t b;
+    std::memcpy(&b, static_cast<const char*>(bits) + i * 2, 2);
+    return b;
+}
+
+int choose_window(Ops& ops, const void* bits, int64_t rows, int64_t cols) {
     std::array<int64_t, 128> count{};
     std::mutex mu;
     ops.parallel(rows, [&](int64_t r0, int64_t r1) {
         std::array<int64_t, 128> local{};
         for (int64_t i = r0 * cols; i < r1 * cols; ++i) {
-            if ((bits[i] & 0x7fff) != 0) ++local[(bits[i] >> 8) & 0x7f];
+            const uint16_t b = bits_at(bits, i);
+            if ((b & 0x7fff) != 0) ++local[(b >> 8) & 0x7f];
         }
         std::lock_guard<std::mutex> lock(mu);
         for (int g = 0; g < 128; ++g) count[size_t(g)] += local[size_t(g)];
@@ -51,7 +59,7 @@ uint64_t CompactBf16::bytes() const {
            patch_col.size() * sizeof(uint32_t) + patch_bits.size() * sizeof(uint16_t);
 }
 
-std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const uint16_t* bits, int64_t rows, int64_t cols) {
+std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const void* bits, int64_t rows, int64_t cols) {
     auto w = std::make_unique<CompactBf16>();
     w->rows = rows;
     w->cols = cols;
@@ -66,6 +74,7 @@ std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const uint16_t* bits, int64_
             const int code = 1 + i + kPairs * s, high = s << 7 | (g0 + i);
             code_of[size_t(high)] = uint8_t(code);
             w->high[size_t(code)] = w->high[size_t(code + 16)] = uint16_t(high << 8);
+            w->high_byte[size_t(code)] = w->high_byte[size_t(code + 16)] = uint8_t(high);
         }
     }
 
@@ -74,7 +83,7 @@ std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const uint16_t* bits, int64_
     ops.parallel(rows, [&](int64_t r0, int64_t r1) {
         std::vector<Patch> local;
         for (int64_t r = r0; r < r1; ++r) {
-            const uint16_t* src = bits + r * cols;
+            const char* src = static_cast<const char*>(bits) + r * cols * 2;
             uint8_t* dst = w->data.get() + r * w->row_bytes;
             for (int64_t g = 0; g < groups; ++g) {
                 uint8_t* low = dst + g * kCompactGroupBytes;
@@ -82,14 +91,14 @@ std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const uint16_t* bits, int64_
                 std::memset(codes, 0, kCompactGroup / 2);
                 for (int64_t j = 0; j < kCompactGroup; ++j) {
                     const int64_t c = g * kCompactGroup + j;
-                    const uint16_t b = src[c];
+                    const uint16_t b = bits_at(src, c);
                     const uint8_t code = code_of[size_t(b >> 8)];
                     if (code == 0 && b != 0) local.push_back(Patch{r, uint32_t(c), b});
                     low[j] = code == 0 ? 0 : uint8_t(b & 0xff);
                     codes[j % 16] |= uint8_t(j < 16 ? code : code << 4);
                 }
             }
-            std::memcpy(dst + groups * kCompactGroupBytes, src + groups * kCompactGroup, size_t(tail) * 2);
+            std::memcpy(dst + groups * kCompactGroupBytes, src + groups * kCompactGroup * 2, size_t(tail) * 2);
         }
         std::lock_guard<std::mutex> lock(mu);
         found.emplace_back(r0, std::move(local));
@@ -128,16 +137,41 @@ uint16_t compact_bits(const CompactBf16& w, int64_t r, int64_t c) {
 
 namespace {
 
-__attribute__((target("avx512f,avx512bw"))) void expand_groups_avx512(const CompactBf16& w, const uint8_t* row,
+// The bf16 of `groups` consecutive groups at p, code 0 as +0 (patches are the caller's), by the widest decode the
+// CPU has.
+__attribute__((target("avx512f,avx512bw"))) void decode_groups_avx512(const CompactBf16& w, const uint8_t* p,
                                                                        int64_t groups, uint16_t* out) {
     const __m512i table = _mm512_load_si512(w.high.data());
     for (int64_t g = 0; g < groups; ++g) {
-        _mm512_storeu_si512(out + g * kCompactGroup, compact_group(row + g * kCompactGroupBytes, table));
+        _mm512_storeu_si512(out + g * kCompactGroup, compact_group(p + g * kCompactGroupBytes, table));
     }
 }
 
-void expand_groups_portable(const CompactBf16& w, int64_t r, int64_t groups, uint16_t* out) {
-    for (int64_t c = 0; c < groups * kCompactGroup; ++c) out[c] = compact_bits(w, r, c);
+__attribute__((target("avx2"))) void decode_groups_avx2(const CompactBf16& w, const uint8_t* p, int64_t groups,
+                                                        uint16_t* out) {
+    const __m256i table = _mm256_load_si256(reinterpret_cast<const __m256i*>(w.high_byte.data()));
+    for (int64_t g = 0; g < groups; ++g) {
+        __m256i first, second;
+        compact_group_avx2(p + g * kCompactGroupBytes, table, first, second);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + g * kCompactGroup), first);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + g * kCompactGroup + 16), second);
+    }
+}
+
+void decode_groups_portable(const CompactBf16& w, const uint8_t* p, int64_t groups, uint16_t* out) {
+    for (int64_t g = 0; g < groups; ++g) {
+        const uint8_t* group = p + g * kCompactGroupBytes;
+        for (int64_t j = 0; j < kCompactGroup; ++j) {
+            const uint8_t byte = group[kCompactGroup + j % 16];
+            out[g * kCompactGroup + j] = uint16_t(w.high[size_t(j < 16 ? byte & 0xf : byte >> 4)] | group[j]);
+        }
+    }
+}
+
+void decode_groups(const CompactBf16& w, const uint8_t* p, int64_t groups, uint16_t* out) {
+    if (compact_decodes_in_registers()) return decode_groups_avx512(w, p, groups, out);
+    if (cpu_isa() >= Isa::Avx2) return decode_groups_avx2(w, p, groups, out);
+    decode_groups_portable(w, p, groups, out);
 }
 
 }  // namespace
@@ -149,15 +183,10 @@ bool compact_decodes_in_registers() {
 
 void expand_rows(const CompactBf16& w, int64_t first, int64_t n, uint16_t* out, int64_t ld) {
     const int64_t groups = w.cols / kCompactGroup, body = groups * kCompactGroup;
-    const bool avx512 = compact_decodes_in_registers();
     for (int64_t i = 0; i < n; ++i) {
         const int64_t r = first + i;
         uint16_t* dst = out + i * ld;
-        if (avx512) {
-            expand_groups_avx512(w, w.row(r), groups, dst);
-        } else {
-            expand_groups_portable(w, r, groups, dst);
-        }
+        decode_groups(w, w.row(r), groups, dst);
         std::memcpy(dst + body, w.row(r) + groups * kCompactGroupBytes, size_t(w.cols - body) * 2);
         for (int64_t p = w.patch_start[size_t(r)]; p < w.patch_start[size_t(r + 1)]; ++p) {
             dst[w.patch_col[size_t(p)]] = w.patch_bits[size_t(p)];
@@ -167,12 +196,11 @@ void expand_rows(const CompactBf16& w, int64_t first, int64_t n, uint16_t* out, 
 
 void expand_floats(const CompactBf16& w, int64_t r, int64_t k0, int64_t n, float* out) {
     const int64_t body = w.cols / kCompactGroup * kCompactGroup;
-    const bool avx512 = compact_decodes_in_registers();
     alignas(64) uint16_t group[kCompactGroup];
     int64_t c = k0;
     while (c < k0 + n) {
-        if (avx512 && c % kCompactGroup == 0 && c + kCompactGroup <= std::min(body, k0 + n)) {
-            expand_groups_avx512(w, w.row(r) + c / kCompactGroup * kCompactGroupBytes, 1, group);
+        if (c % kCompactGroup == 0 && c + kCompactGroup <= std::min(body, k0 + n)) {
+            decode_groups(w, w.row(r) + c / kCompactGroup * kCompactGroupBytes, 1, group);
             for (int64_t j = 0; j < kCompactGroup; ++j) out[c - k0 + j] = bf16_to_f32(group[j]);
             c += kCompactGroup;
         } else {

@@ -33,6 +33,8 @@ struct CompactBf16 {
     // entries, the second 16 repeating the first: the AVX-512 decode (compact_group) looks codes up by their low
     // 5 bits.
     alignas(64) std::array<uint16_t, 32> high{};
+    // The same as bytes (high[c] >> 8), twice: the AVX2 decode's in-lane byte lookup (compact_group_avx2).
+    alignas(32) std::array<uint8_t, 32> high_byte{};
     std::unique_ptr<uint8_t[]> data;  // rows · row_bytes
     // Patches of row r: patch_col/patch_bits [patch_start[r], patch_start[r + 1]), columns increasing.
     std::vector<int64_t> patch_start;
@@ -44,8 +46,9 @@ struct CompactBf16 {
     uint64_t bytes() const;
 };
 
-// The compact form of bf16 weights [rows, cols] (row-major bits), built on the ops' threads.
-std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const uint16_t* bits, int64_t rows, int64_t cols);
+// The compact form of bf16 weights [rows, cols] (row-major bits at any address: a tensor in a file need not be
+// 2-byte aligned), built on the ops' threads.
+std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const void* bits, int64_t rows, int64_t cols);
 
 // The exact bf16 bits of weight (r, c).
 uint16_t compact_bits(const CompactBf16& w, int64_t r, int64_t c);
@@ -73,6 +76,21 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512i compact_group(const u
     const __m512i codes = _mm512_srlv_epi16(_mm512_cvtepu8_epi16(_mm256_broadcastsi128_si256(code_bytes)), shift);
     const __m512i low = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_or_si512(_mm512_permutexvar_epi16(codes, table), low);
+}
+
+// compact_group for AVX2: the 32 bf16 as the 16-bit lanes of two vectors (weights 0–15, 16–31); table =
+// CompactBf16::high_byte.
+__attribute__((target("avx2"))) inline void compact_group_avx2(const uint8_t* p, __m256i table, __m256i& first,
+                                                               __m256i& second) {
+    const __m128i code_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kCompactGroup));
+    const __m128i nibble = _mm_set1_epi8(0x0f);
+    const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(code_bytes, 4), nibble),
+                                           _mm_and_si128(code_bytes, nibble));
+    const __m256i high = _mm256_shuffle_epi8(table, codes);  // lane 0: weights 0–15, lane 1: 16–31
+    const __m256i low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i a = _mm256_unpacklo_epi8(low, high), b = _mm256_unpackhi_epi8(low, high);  // 0–7 16–23, 8–15 24–31
+    first = _mm256_permute2x128_si256(a, b, 0x20);
+    second = _mm256_permute2x128_si256(a, b, 0x31);
 }
 
 }  // namespace nc::ops

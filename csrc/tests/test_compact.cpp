@@ -79,6 +79,19 @@ TEST_P(CompactBf16Format, RoundTripsEveryWeightExactly) {
     }
 }
 
+// A tensor in a file may start at an odd offset: the same weights there give the same compact form.
+TEST_P(CompactBf16Format, ReadsWeightsAtAnyAlignment) {
+    const int64_t rows = 5, cols = 70;
+    const auto bits = weight_bits(rows * cols, 9, true);
+    std::vector<uint8_t> file(bits.size() * 2 + 1);
+    std::memcpy(file.data() + 1, bits.data(), bits.size() * 2);
+    const auto aligned = nc::ops::compact_bf16(*cpu, bits.data(), rows, cols);
+    const auto odd = nc::ops::compact_bf16(*cpu, file.data() + 1, rows, cols);
+    EXPECT_EQ(0, std::memcmp(aligned->data.get(), odd->data.get(), size_t(rows * aligned->row_bytes)));
+    EXPECT_EQ(aligned->patch_bits, odd->patch_bits);
+    EXPECT_EQ(aligned->patch_col, odd->patch_col);
+}
+
 TEST_P(CompactBf16Format, TakesTwelveBitsPerTrainedWeight) {
     const int64_t rows = 64, cols = 4096;
     std::mt19937 rng(5);
