@@ -149,9 +149,10 @@ void OpScratch::conv(int64_t pixels, int64_t in, int64_t out, int64_t kernel) {
 }
 
 void OpScratch::compact_linear(int64_t k) {
-    // cpu_gemv.cpp's expanded tile rows (without AVX-512), cpu_gemm.cpp's expanded row block, cpu_amx.cpp's
-    // expanded tiles: one of each per thread.
-    grow(compact_rows_, ops::gemv_compact_bytes(k) + 4 * uint64_t(std::min(k, kBlockDepth)) + ops::amx_expanded_bytes(k),
+    // cpu_gemv.cpp's expanded tile rows, cpu_gemm.cpp's expanded panel of a k-block, cpu_amx.cpp's expanded tiles:
+    // one of each per thread.
+    grow(compact_rows_,
+         ops::gemv_compact_bytes(k) + 2 * uint64_t(kTileCols * std::min(k, kBlockDepth)) + ops::amx_expanded_bytes(k),
          per_thread_);
 }
 

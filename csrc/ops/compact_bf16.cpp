@@ -194,24 +194,23 @@ void expand_rows(const CompactBf16& w, int64_t first, int64_t n, uint16_t* out, 
     }
 }
 
-void expand_floats(const CompactBf16& w, int64_t r, int64_t k0, int64_t n, float* out) {
+void expand_segment(const CompactBf16& w, int64_t r, int64_t k0, int64_t n, uint16_t* out) {
     const int64_t body = w.cols / kCompactGroup * kCompactGroup;
-    alignas(64) uint16_t group[kCompactGroup];
     int64_t c = k0;
     while (c < k0 + n) {
-        if (c % kCompactGroup == 0 && c + kCompactGroup <= std::min(body, k0 + n)) {
-            decode_groups(w, w.row(r) + c / kCompactGroup * kCompactGroupBytes, 1, group);
-            for (int64_t j = 0; j < kCompactGroup; ++j) out[c - k0 + j] = bf16_to_f32(group[j]);
-            c += kCompactGroup;
+        const int64_t whole = c % kCompactGroup == 0 ? (std::min(body, k0 + n) - c) / kCompactGroup : 0;
+        if (whole > 0) {  // every whole group from here at once
+            decode_groups(w, w.row(r) + c / kCompactGroup * kCompactGroupBytes, whole, out + (c - k0));
+            c += whole * kCompactGroup;
         } else {
-            out[c - k0] = bf16_to_f32(compact_bits(w, r, c));
+            out[c - k0] = compact_bits(w, r, c);
             ++c;
         }
     }
     const auto first = w.patch_col.begin() + w.patch_start[size_t(r)];
     const auto last = w.patch_col.begin() + w.patch_start[size_t(r + 1)];
     for (auto it = std::lower_bound(first, last, uint32_t(k0)); it != last && *it < uint64_t(k0 + n); ++it) {
-        out[*it - k0] = bf16_to_f32(w.patch_bits[size_t(it - w.patch_col.begin())]);
+        out[*it - k0] = w.patch_bits[size_t(it - w.patch_col.begin())];
     }
 }
 

@@ -56,8 +56,8 @@ uint16_t compact_bits(const CompactBf16& w, int64_t r, int64_t c);
 // Rows [first, first + n) as plain bf16, exactly: row i at out + i · ld.
 void expand_rows(const CompactBf16& w, int64_t first, int64_t n, uint16_t* out, int64_t ld);
 
-// Weights [k0, k0 + n) of row r as floats, exactly.
-void expand_floats(const CompactBf16& w, int64_t r, int64_t k0, int64_t n, float* out);
+// Weights [k0, k0 + n) of row r as bf16, exactly.
+void expand_segment(const CompactBf16& w, int64_t r, int64_t k0, int64_t n, uint16_t* out);
 
 // y[r · ldy + o] += patch value · x[r · K + column] for rows r < rows of x [rows, K] and every patch of outputs
 // [o0, o1): what a kernel that decodes code 0 as +0 leaves out.

@@ -303,16 +303,20 @@ void pack_cols(const float* src, int64_t ld, int64_t kdim, int64_t n, float* dst
     }
 }
 
-// pack_rows for a compact weight (ops/compact_bf16.h): each row's k-block expanded to floats, then placed.
+// pack_rows for a compact weight (ops/compact_bf16.h): each panel's rows of the k-block expanded to bf16 in this
+// share's buffer, then packed as stored bf16 would be.
+struct CompactPanel {
+    std::vector<uint16_t> bits;
+};
+
+template <Isa I>
 void pack_compact_rows(const CompactBf16& w, int64_t first, int64_t n, int64_t k0, int64_t kc, int W, float* dst) {
-    std::vector<float>& row = share_floats<CompactBf16>(size_t(kc));
+    std::vector<uint16_t>& rows = share_local<CompactPanel>().bits;
+    rows.resize(size_t(W * kc));
     for (int64_t p = 0; p * W < n; ++p) {
-        float* panel = dst + p * kc * W;
-        for (int64_t i = 0; i < W; ++i) {
-            const int64_t o = p * W + i;
-            if (o < n) expand_floats(w, first + o, k0, kc, row.data());
-            for (int64_t k = 0; k < kc; ++k) panel[k * W + i] = o < n ? row[size_t(k)] : 0.0f;
-        }
+        const int64_t valid = std::min<int64_t>(W, n - p * W);
+        for (int64_t i = 0; i < valid; ++i) expand_segment(w, first + p * W + i, k0, kc, rows.data() + i * kc);
+        pack_rows<I, NC_DTYPE_BF16>(rows.data(), kc, 0, valid, 0, kc, W, dst + p * kc * W);
     }
 }
 
@@ -332,7 +336,7 @@ struct LinearPart {
 // pack_rows of a part's weight, whichever way it is held.
 template <Isa I, nc_dtype D>
 void pack_part(const LinearPart& part, int64_t K, int64_t first, int64_t n, int64_t k0, int64_t kc, int W, float* dst) {
-    if (part.compact != nullptr) return pack_compact_rows(*part.compact, first, n, k0, kc, W, dst);
+    if (part.compact != nullptr) return pack_compact_rows<I>(*part.compact, first, n, k0, kc, W, dst);
     pack_rows<I, D>(part.w, K, first, n, k0, kc, W, dst);
 }
 

@@ -13,14 +13,20 @@ namespace {
 
 constexpr int64_t esize(nc_dtype d) { return d == NC_DTYPE_F32 ? 4 : 2; }
 
+// How x was reordered for a kernel (prepare_x): as given, each step's even then odd columns (AVX-512 with 16-bit
+// weights), or the lanes of the AVX2 compact kernel (tile_avx2_compact).
+enum class XOrder { AsIs, EvenOdd, CompactLanes };
+
 // Outputs [o0, o1) of one weight for rows [0, rows) of x; y already holds the bias (or zero) and is accumulated.
 struct Block {
     const float* x;   // [rows, K] as given
-    const float* xs;  // x as the AVX-512 kernel reads it (see prepare_x), rows ldxs apart
+    const float* xs;  // x as the AVX-512 kernel or the AVX2 compact kernel reads it (see prepare_x), rows ldxs apart
+    XOrder order;     // of xs
     int64_t ldxs, rows, K;
     const Weight* w;
     int64_t o0, o1;
-    float* y;  // [rows, w->rows]
+    float* y;  // [rows, ldy]: output o of row r at y[r · ldy + o]
+    int64_t ldy;
 };
 
 // ---- portable --------------------------------------------------------------------------------------------
@@ -30,9 +36,17 @@ void block_portable(const Block& b) {
         for (int64_t o = b.o0; o < b.o1; ++o) {
             float acc = 0;
             for (int64_t k = 0; k < b.K; ++k) acc += b.x[r * b.K + k] * weight_at(*b.w, o * b.K + k);
-            b.y[r * b.w->rows + o] += acc;
+            b.y[r * b.ldy + o] += acc;
         }
     }
+}
+
+// Weight k of a compact row past its last whole group: the tail is plain bf16 after the groups.
+float compact_tail_weight(const char* row, int64_t k) {
+    const int64_t groups = k / kCompactGroup;
+    uint16_t b;
+    std::memcpy(&b, row + groups * kCompactGroupBytes + (k - groups * kCompactGroup) * 2, 2);
+    return bf16_to_f32(b);
 }
 
 // ---- AVX2: 3 rows × 4 outputs, 8 weights per load -----------------------------------------------------------
@@ -78,7 +92,7 @@ __attribute__((target("avx2,fma,f16c"))) void rows_avx2(const float* x, int64_t 
 // Outputs [o, o + outs) of every row, their weight rows at w.
 template <nc_dtype D>
 __attribute__((target("avx2,fma,f16c"))) void outputs_avx2(const Block& b, int64_t o, int outs, const char* const* w) {
-    const int64_t K = b.K, ldy = b.w->rows;
+    const int64_t K = b.K, ldy = b.ldy;
     int64_t r = 0;
     for (; r + kAvx2Rows <= b.rows; r += kAvx2Rows) rows_avx2<D, kAvx2Rows>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
     if (b.rows - r == 2) rows_avx2<D, 2>(b.x + r * K, K, w, outs, b.y + r * ldy + o, ldy);
@@ -96,23 +110,100 @@ __attribute__((target("avx2,fma,f16c"))) void block_avx2(const Block& b) {
     }
 }
 
-// A compact weight without AVX-512 (whose 16-bit table lookup the in-register decode needs): each tile's rows
-// expanded to bf16 in this share's buffer first (an extra pass through L1/L2, so compact weights pay off only with
-// AVX-512; docs/ARCHITECTURE.md "Compact weights").
-struct CompactRows {
-    std::vector<uint16_t> bits;
-};
+// Compact rows with AVX2 (ops/compact_bf16.h): per group of 32, an in-lane byte lookup of the codes gives the high
+// bytes, two byte interleaves with the low bytes the bf16, and four word interleaves with zero the floats — in the
+// lane order x was given (prepare_x, XOrder::CompactLanes): [0–3 16–19], [4–7 20–23], [8–11 24–27], [12–15 28–31].
+// Two outputs at a time: 3 × 2 accumulators, 4 weight vectors and 3 constants fit the 16 registers.
+template <int R, int O>
+__attribute__((target("avx2,fma"))) void tile_avx2_compact(const float* xs, int64_t ldxs, const float* x, int64_t K,
+                                                           const char* const* w, const char* const* next,
+                                                           const uint8_t* table_bytes, float* y, int64_t ldy) {
+    static_assert(R <= 3 && O <= 2, "3 x 2 accumulators");
+    // Named accumulators, not an array: GCC keeps a 2-D array of them in memory (see tile_avx512).
+    const __m256 z = _mm256_setzero_ps();
+    __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;
+    const __m256i table = _mm256_load_si256(reinterpret_cast<const __m256i*>(table_bytes));
+    const __m128i nibble = _mm_set1_epi8(0x0f);
+    const __m256i zero = _mm256_setzero_si256();
+    const int64_t body = K / kCompactGroup * kCompactGroup;
+    for (int64_t k = 0; k < body; k += kCompactGroup) {
+        for (int o = 0; o < O; ++o) {
+            if (next[o] != nullptr) _mm_prefetch(next[o] + k / kCompactGroup * kCompactGroupBytes, _MM_HINT_T0);
+        }
+#define NC_FMA(r, o)                                                                                   \
+    if constexpr (R > r) {                                                                             \
+        const float* xr = xs + r * ldxs + k;                                                           \
+        c##r##o = _mm256_fmadd_ps(_mm256_loadu_ps(xr), w0, c##r##o);                                   \
+        c##r##o = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 8), w1, c##r##o);                               \
+        c##r##o = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 16), w2, c##r##o);                              \
+        c##r##o = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 24), w3, c##r##o);                              \
+    }
+#define NC_OUT(o)                                                                                      \
+    if constexpr (O > o) {                                                                             \
+        const char* p = w[o] + k / kCompactGroup * kCompactGroupBytes;                                 \
+        const __m128i code_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kCompactGroup)); \
+        const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(code_bytes, 4), nibble),   \
+                                               _mm_and_si128(code_bytes, nibble));                     \
+        const __m256i high = _mm256_shuffle_epi8(table, codes);                                        \
+        const __m256i low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));                   \
+        const __m256i a = _mm256_unpacklo_epi8(low, high), b = _mm256_unpackhi_epi8(low, high);        \
+        const __m256 w0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, a));                         \
+        const __m256 w1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, a));                         \
+        const __m256 w2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, b));                         \
+        const __m256 w3 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, b));                         \
+        NC_FMA(0, o) NC_FMA(1, o) NC_FMA(2, o)                                                         \
+    }
+        NC_OUT(0) NC_OUT(1)
+#undef NC_OUT
+#undef NC_FMA
+    }
+    const __m256 acc[3][2] = {{c00, c01}, {c10, c11}, {c20, c21}};
+    for (int r = 0; r < R; ++r) {
+        for (int o = 0; o < O; ++o) {
+            float s = hsum(acc[r][o]);
+            for (int64_t kk = body; kk < K; ++kk) s += x[r * K + kk] * compact_tail_weight(w[o], kk);
+            y[r * ldy + o] += s;
+        }
+    }
+}
+
+// Rows [r, r + R) of x against the tile's outputs, two at a time; `next` holds the rows two tiles on (null past the
+// block), prefetched at the pace these are read by the first row group only: the hardware prefetcher stops at every
+// 4 KiB page, and these rows are read once from memory.
+template <int R>
+void rows_avx2_compact(const Block& b, int64_t r, int64_t o, int outs, const char* const* w, const char* const* next,
+                       const uint8_t* table) {
+    const float* xs = b.xs + r * b.ldxs;
+    const float* x = b.x + r * b.K;
+    float* y = b.y + r * b.ldy + o;
+    const char* none[2] = {nullptr, nullptr};
+    for (int i = 0; i < outs; i += 2) {
+        const char* const* ahead = r == 0 ? next + i : none;
+        if (outs - i >= 2) {
+            tile_avx2_compact<R, 2>(xs, b.ldxs, x, b.K, w + i, ahead, table, y + i, b.ldy);
+        } else {
+            tile_avx2_compact<R, 1>(xs, b.ldxs, x, b.K, w + i, ahead, table, y + i, b.ldy);
+        }
+    }
+}
 
 void block_avx2_compact(const Block& b) {
-    std::vector<uint16_t>& buf = share_local<CompactRows>().bits;
-    buf.resize(size_t(kOutTile * b.K));
+    const CompactBf16& c = *b.w->compact;
     for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
         const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
-        expand_rows(*b.w->compact, o, outs, buf.data(), b.K);
         const char* w[kOutTile];
-        for (int i = 0; i < outs; ++i) w[i] = reinterpret_cast<const char*>(buf.data() + i * b.K);
-        outputs_avx2<NC_DTYPE_BF16>(b, o, outs, w);
+        const char* next[kOutTile];
+        for (int i = 0; i < kOutTile; ++i) {
+            w[i] = i < outs ? reinterpret_cast<const char*>(c.row(o + i)) : nullptr;
+            next[i] = o + 2 * kOutTile + i < b.o1 ? reinterpret_cast<const char*>(c.row(o + 2 * kOutTile + i)) : nullptr;
+        }
+        const uint8_t* table = c.high_byte.data();
+        int64_t r = 0;
+        for (; r + kAvx2Rows <= b.rows; r += kAvx2Rows) rows_avx2_compact<kAvx2Rows>(b, r, o, outs, w, next, table);
+        if (b.rows - r == 2) rows_avx2_compact<2>(b, r, o, outs, w, next, table);
+        if (b.rows - r == 1) rows_avx2_compact<1>(b, r, o, outs, w, next, table);
     }
+    add_patches(c, b.o0, b.o1, b.x, b.rows, b.y, b.ldy);
 }
 
 // ---- AVX-512: 4 rows × 4 outputs, 32 weights (one 64-byte line of 16-bit weights) per step ------------------
@@ -173,12 +264,7 @@ struct WideCompact {
     const uint16_t* table;  // CompactBf16::high (loaded per step: an L1 hit the loop can hoist)
     explicit WideCompact(const CompactBf16& w) : table(w.high.data()) {}
     // The tail's weights are plain bf16 after the row's groups.
-    static float at(const char* row, int64_t k) {
-        const int64_t body = k / kStep * kStep;
-        uint16_t b;
-        std::memcpy(&b, row + body / kStep * kStepBytes + (k - body) * 2, 2);
-        return bf16_to_f32(b);
-    }
+    static float at(const char* row, int64_t k) { return compact_tail_weight(row, k); }
     __attribute__((target("avx512f,avx512bw,avx2,fma,f16c"))) void load(const char* p, __m512& even, __m512& odd) const {
         const __m512i v = compact_group(reinterpret_cast<const uint8_t*>(p), _mm512_load_si512(table));
         even = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -254,7 +340,7 @@ template <class L>
 __attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& b, const L& layout) {
     const CompactBf16* compact = b.w->compact;
     const char* base = compact != nullptr ? reinterpret_cast<const char*>(compact->row(0)) : static_cast<const char*>(b.w->data);
-    const int64_t K = b.K, ldy = b.w->rows;
+    const int64_t K = b.K, ldy = b.ldy;
     const int64_t row_bytes = compact != nullptr ? compact->row_bytes : K * esize(b.w->dtype);
     const int64_t groups = (b.rows + kAvx512Rows - 1) / kAvx512Rows;
     for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
@@ -286,7 +372,7 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& 
 // yields the weights in (the tail past the last whole step is read from x itself). Returns the row stride.
 int64_t prepared_ld(int64_t K) { return (K + 15) / 16 * 16 + 16; }
 
-int64_t prepare_x(const float* x, int64_t rows, int64_t K, bool split, std::vector<float>& buf, const float** out) {
+int64_t prepare_x(const float* x, int64_t rows, int64_t K, XOrder order, std::vector<float>& buf, const float** out) {
     const int64_t ld = prepared_ld(K);
     buf.resize(size_t(rows * ld + 16));
     float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
@@ -294,14 +380,19 @@ int64_t prepare_x(const float* x, int64_t rows, int64_t K, bool split, std::vect
     for (int64_t r = 0; r < rows; ++r) {
         const float* src = x + r * K;
         float* dst = base + r * ld;
-        if (!split) {
-            std::copy(src, src + K, dst);
-            continue;
-        }
-        for (int64_t k = 0; k < body; k += kStep) {
+        std::copy(src, src + K, dst);
+        for (int64_t k = 0; k < body && order == XOrder::EvenOdd; k += kStep) {
             for (int64_t j = 0; j < kStep / 2; ++j) {
                 dst[k + j] = src[k + 2 * j];
                 dst[k + kStep / 2 + j] = src[k + 2 * j + 1];
+            }
+        }
+        for (int64_t k = 0; k < body && order == XOrder::CompactLanes; k += kStep) {  // see tile_avx2_compact
+            for (int64_t q = 0; q < 4; ++q) {
+                for (int64_t i = 0; i < 4; ++i) {
+                    dst[k + 8 * q + i] = src[k + 4 * q + i];
+                    dst[k + 8 * q + 4 + i] = src[k + 16 + 4 * q + i];
+                }
             }
         }
     }
@@ -309,10 +400,36 @@ int64_t prepare_x(const float* x, int64_t rows, int64_t K, bool split, std::vect
     return ld;
 }
 
+// A compact weight against more rows of x than the in-register kernels take at once (each group of rows would
+// decode the weights again), or on AVX-512 without its 16-bit lanes (BW; the first Xeon Phis): each tile's 4 rows
+// expanded to bf16 once, in this share's buffer (L1/L2), then the ISA's bf16 kernel over every row of x.
+struct CompactRows {
+    std::vector<uint16_t> bits;
+};
+
+void block_compact_expanded(Isa isa, const Block& b) {
+    std::vector<uint16_t>& buf = share_local<CompactRows>().bits;
+    buf.resize(size_t(kOutTile * b.K));
+    for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
+        const int64_t outs = std::min<int64_t>(kOutTile, b.o1 - o);
+        expand_rows(*b.w->compact, o, outs, buf.data(), b.K);
+        const Weight rows{NC_DTYPE_BF16, buf.data(), outs, b.K};
+        const Block part{b.x, b.xs, b.order, b.ldxs, b.rows, b.K, &rows, 0, outs, b.y + o, b.ldy};
+        if (isa == Isa::Avx2) {
+            block_avx2<NC_DTYPE_BF16>(part);
+        } else {
+            block_avx512(part, Wide<NC_DTYPE_BF16>{});
+        }
+    }
+}
+
 void run_block(Isa isa, const Block& b) {
     if (b.w->compact != nullptr && isa != Isa::Portable) {
-        if (isa == Isa::Avx2 || !compact_decodes_in_registers()) return block_avx2_compact(b);
-        return block_avx512(b, WideCompact(*b.w->compact));
+        if (isa == Isa::Avx2 && b.rows <= kAvx2Rows && b.order == XOrder::CompactLanes) return block_avx2_compact(b);
+        if (isa == Isa::Avx512 && b.rows <= kAvx512Rows && b.order == XOrder::EvenOdd && compact_decodes_in_registers()) {
+            return block_avx512(b, WideCompact(*b.w->compact));
+        }
+        return block_compact_expanded(isa, b);
     }
     switch (isa) {
         case Isa::Portable: return block_portable(b);
@@ -358,8 +475,13 @@ void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_
     const Isa isa = cpu_isa();
     const int64_t K = outs[0].w->cols;
     const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16;
+    const bool compact = std::any_of(outs, outs + n, [](const LinearOut& o) { return o.w->compact != nullptr; });
     const float* xs = x;
-    const int64_t ldxs = isa == Isa::Avx512 ? prepare_x(x, rows, K, split, buffers.x, &xs) : K;
+    int64_t ldxs = K;
+    XOrder order = XOrder::AsIs;
+    if (isa == Isa::Avx512) order = split ? XOrder::EvenOdd : XOrder::AsIs;
+    if (isa == Isa::Avx2 && compact) order = XOrder::CompactLanes;
+    if (isa == Isa::Avx512 || order != XOrder::AsIs) ldxs = prepare_x(x, rows, K, order, buffers.x, &xs);
     int64_t total = 0;
     for (int32_t i = 0; i < n; ++i) total += outs[i].w->rows;
     pool.parallel_for(total, kOutTile, [&](int64_t a, int64_t b) {
@@ -373,7 +495,7 @@ void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_
             // Every weight must share x's reordering: a bf16 weight is read split only when x was split.
             const bool w_split = isa == Isa::Avx512 && out.w->dtype == NC_DTYPE_BF16;
             run_block(w_split == split ? isa : std::min(isa, Isa::Avx2),
-                      Block{x, xs, ldxs, rows, K, out.w, o0, o1, out.y});
+                      Block{x, xs, order, ldxs, rows, K, out.w, o0, o1, out.y, out.w->rows});
         }
     });
 }
