@@ -29,7 +29,7 @@ constexpr int64_t kCompactGroupBytes = 48;  // 32 low bytes + 32 codes of 4 bits
 struct CompactBf16 {
     int64_t rows = 0, cols = 0;
     int64_t row_bytes = 0;  // groups · 48 + (cols % 32) · 2
-    // Code → the high byte it stands for, shifted into place (high[c] << 8 | low byte = the bf16). Code 0 → 0. 32
+    // Code → the high byte it stands for, shifted into place (high[c] | low byte = the bf16). Code 0 → 0. 32
     // entries, the second 16 repeating the first: the AVX-512 decode (compact_group) looks codes up by their low
     // 5 bits.
     alignas(64) std::array<uint16_t, 32> high{};
@@ -78,17 +78,25 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512i compact_group(const u
     return _mm512_or_si512(_mm512_permutexvar_epi16(codes, table), low);
 }
 
-// compact_group for AVX2: the 32 bf16 as the 16-bit lanes of two vectors (weights 0–15, 16–31); table =
-// CompactBf16::high_byte.
-__attribute__((target("avx2"))) inline void compact_group_avx2(const uint8_t* p, __m256i table, __m256i& first,
-                                                               __m256i& second) {
+// compact_group for AVX2, in the lanes its in-lane byte interleaves give: the 32 bf16 as the 16-bit lanes of a
+// (weights 0–7 | 16–23) and b (8–15 | 24–31); table = CompactBf16::high_byte.
+__attribute__((target("avx2"))) inline void compact_group_avx2_lanes(const uint8_t* p, __m256i table, __m256i& a,
+                                                                     __m256i& b) {
     const __m128i code_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kCompactGroup));
     const __m128i nibble = _mm_set1_epi8(0x0f);
     const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(code_bytes, 4), nibble),
                                            _mm_and_si128(code_bytes, nibble));
     const __m256i high = _mm256_shuffle_epi8(table, codes);  // lane 0: weights 0–15, lane 1: 16–31
     const __m256i low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-    const __m256i a = _mm256_unpacklo_epi8(low, high), b = _mm256_unpackhi_epi8(low, high);  // 0–7 16–23, 8–15 24–31
+    a = _mm256_unpacklo_epi8(low, high);
+    b = _mm256_unpackhi_epi8(low, high);
+}
+
+// The same in order: weights 0–15 in `first`, 16–31 in `second`.
+__attribute__((target("avx2"))) inline void compact_group_avx2(const uint8_t* p, __m256i table, __m256i& first,
+                                                               __m256i& second) {
+    __m256i a, b;
+    compact_group_avx2_lanes(p, table, a, b);
     first = _mm256_permute2x128_si256(a, b, 0x20);
     second = _mm256_permute2x128_si256(a, b, 0x31);
 }

@@ -113,7 +113,7 @@ __attribute__((target("avx2,fma,f16c"))) void block_avx2(const Block& b) {
 // Compact rows with AVX2 (ops/compact_bf16.h): per group of 32, an in-lane byte lookup of the codes gives the high
 // bytes, two byte interleaves with the low bytes the bf16, and four word interleaves with zero the floats — in the
 // lane order x was given (prepare_x, XOrder::CompactLanes): [0–3 16–19], [4–7 20–23], [8–11 24–27], [12–15 28–31].
-// Two outputs at a time: 3 × 2 accumulators, 4 weight vectors and 3 constants fit the 16 registers.
+// Two outputs at a time: 3 × 2 accumulators, 4 weight vectors and 2 constants fit the 16 registers.
 template <int R, int O>
 __attribute__((target("avx2,fma"))) void tile_avx2_compact(const float* xs, int64_t ldxs, const float* x, int64_t K,
                                                            const char* const* w, const char* const* next,
@@ -123,7 +123,6 @@ __attribute__((target("avx2,fma"))) void tile_avx2_compact(const float* xs, int6
     const __m256 z = _mm256_setzero_ps();
     __m256 c00 = z, c01 = z, c10 = z, c11 = z, c20 = z, c21 = z;
     const __m256i table = _mm256_load_si256(reinterpret_cast<const __m256i*>(table_bytes));
-    const __m128i nibble = _mm_set1_epi8(0x0f);
     const __m256i zero = _mm256_setzero_si256();
     const int64_t body = K / kCompactGroup * kCompactGroup;
     for (int64_t k = 0; k < body; k += kCompactGroup) {
@@ -140,13 +139,9 @@ __attribute__((target("avx2,fma"))) void tile_avx2_compact(const float* xs, int6
     }
 #define NC_OUT(o)                                                                                      \
     if constexpr (O > o) {                                                                             \
-        const char* p = w[o] + k / kCompactGroup * kCompactGroupBytes;                                 \
-        const __m128i code_bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + kCompactGroup)); \
-        const __m256i codes = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(code_bytes, 4), nibble),   \
-                                               _mm_and_si128(code_bytes, nibble));                     \
-        const __m256i high = _mm256_shuffle_epi8(table, codes);                                        \
-        const __m256i low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));                   \
-        const __m256i a = _mm256_unpacklo_epi8(low, high), b = _mm256_unpackhi_epi8(low, high);        \
+        __m256i a, b;                                                                                  \
+        compact_group_avx2_lanes(reinterpret_cast<const uint8_t*>(w[o]) + k / kCompactGroup * kCompactGroupBytes, \
+                                 table, a, b);                                                         \
         const __m256 w0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, a));                         \
         const __m256 w1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, a));                         \
         const __m256 w2 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, b));                         \
@@ -400,9 +395,13 @@ int64_t prepare_x(const float* x, int64_t rows, int64_t K, XOrder order, std::ve
     return ld;
 }
 
-// A compact weight against more rows of x than the in-register kernels take at once (each group of rows would
-// decode the weights again), or on AVX-512 without its 16-bit lanes (BW; the first Xeon Phis): each tile's 4 rows
-// expanded to bf16 once, in this share's buffer (L1/L2), then the ISA's bf16 kernel over every row of x.
+// A compact weight against more rows of x than kCompactRowGroups groups of the in-register kernels (each group of
+// rows decodes the weights again), or on AVX-512 without its 16-bit lanes (BW; the first Xeon Phis): each tile's 4
+// rows expanded to bf16 once, in this share's buffer (L1/L2), then the ISA's bf16 kernel over every row of x.
+// Two groups decoding in registers beat one expansion, three do not (nextchat_bench_linear 11264 2048 12 2 compact:
+// AVX2 at 4 / 6 rows 3.17 / 3.37 ms against 3.63 / 4.10 expanded; AVX-512 at 8 rows 3.29 against 3.83, at 16 rows 6.61
+// against 5.31).
+constexpr int64_t kCompactRowGroups = 2;
 struct CompactRows {
     std::vector<uint16_t> bits;
 };
@@ -425,8 +424,11 @@ void block_compact_expanded(Isa isa, const Block& b) {
 
 void run_block(Isa isa, const Block& b) {
     if (b.w->compact != nullptr && isa != Isa::Portable) {
-        if (isa == Isa::Avx2 && b.rows <= kAvx2Rows && b.order == XOrder::CompactLanes) return block_avx2_compact(b);
-        if (isa == Isa::Avx512 && b.rows <= kAvx512Rows && b.order == XOrder::EvenOdd && compact_decodes_in_registers()) {
+        if (isa == Isa::Avx2 && b.rows <= kCompactRowGroups * kAvx2Rows && b.order == XOrder::CompactLanes) {
+            return block_avx2_compact(b);
+        }
+        if (isa == Isa::Avx512 && b.rows <= kCompactRowGroups * kAvx512Rows && b.order == XOrder::EvenOdd &&
+            compact_decodes_in_registers()) {
             return block_avx512(b, WideCompact(*b.w->compact));
         }
         return block_compact_expanded(isa, b);
