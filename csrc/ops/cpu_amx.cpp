@@ -289,6 +289,7 @@ bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n) {
     int64_t outputs = 0;
     for (int32_t i = 0; i < n; ++i) {
         if (outs[i].w->dtype != NC_DTYPE_BF16 || outs[i].w->cols != K) return false;
+        if (outs[i].w->compact != nullptr && rows < kAmxMinCompactRows) return false;
         outputs += outs[i].w->rows;
     }
     return outputs >= kAmxMinOutputs;

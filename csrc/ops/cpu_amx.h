@@ -23,6 +23,11 @@ constexpr int64_t kAmxMinRows = 5;
 // 2.2× slower at 128 outputs, 1.2× at 512, 1.16× faster at 1280; break-even ≈ 700).
 constexpr int64_t kAmxMinOutputs = 768;
 
+// With a compact weight (ops/compact_bf16.h) the tiles wait for its expansion, and the AVX-512 kernels decoding in
+// registers are as fast up to 8 rows (nextchat_bench_linear 11264 2048 12 2 compact: 5 rows 2.59 ms against the
+// tiles' 3.18, 8 rows 3.31 against 3.30, 16 rows 5.31 against 3.26).
+constexpr int64_t kAmxMinCompactRows = 9;
+
 // Rows of x packed and multiplied at a time: bounds the packed copy (3 bf16 parts: 1.5× the chunk's floats, 17 MB
 // at K = 11008) while every weight is read once per 256 rows — far less time than those rows' products take.
 constexpr int64_t kAmxChunkRows = 256;
@@ -31,8 +36,8 @@ constexpr int64_t kAmxChunkRows = 256;
 // (release with _tile_release). Requires cpu_has_amx().
 void amx_configure_tiles();
 
-// Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows and
-// kAmxMinOutputs outputs, every weight bf16, one input width ≥ 32.
+// Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows (kAmxMinCompactRows
+// with a compact weight) and kAmxMinOutputs outputs, every weight bf16, one input width ≥ 32.
 bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);
 
 // One output tile: 16 weight rows (fewer at a weight's end, then read from a zero-padded copy), K·2 bytes apart.
