@@ -102,3 +102,47 @@ func TestGroundReportsPeakRSSAndRefusesOverPlan(t *testing.T) {
 	assert.Contains(t, stderr, "context too long")
 	assert.Contains(t, stderr, "(--ctx)")
 }
+
+// --compact-weights reaches the core from info --plan and ground: the plan's LLM weights shrink, and grounding gives
+// the same boxes (the same weights; only sums over patched weights may round differently).
+func TestCompactWeightsFlag(t *testing.T) {
+	dir := realTokenizerModel(t)
+	llmWeights := func(args ...string) uint64 {
+		code, out, stderr := runCLI(append([]string{"info", "--model", dir, "--plan", "--json", "--ctx", "64"}, args...)...)
+		require.Equal(t, 0, code, stderr)
+		var r planReport
+		require.NoError(t, json.Unmarshal([]byte(out), &r))
+		for _, l := range r.Lines {
+			if l.Item == "weights llm" {
+				return l.Bytes
+			}
+		}
+		t.Fatalf("no weights llm line in %s", out)
+		return 0
+	}
+	stored, compact := llmWeights(), llmWeights("--compact-weights")
+	assert.Less(t, compact, stored)
+
+	image := "../../testdata/images/wide_64x48.png"
+	// ground's plan weights (its --report-rss line) and boxes.
+	ground := func(args ...string) (uint64, []groundJSON) {
+		code, out, stderr := runCLI(append([]string{"ground", "--model", dir, "--image", image, "--json", "--report-rss"}, args...)...)
+		require.Equal(t, 0, code, stderr)
+		var got []groundJSON
+		require.NoError(t, json.Unmarshal([]byte(out), &got))
+		require.Len(t, got, 2)
+		m := regexp.MustCompile(`plan: weights (\d+)`).FindStringSubmatch(stderr)
+		require.NotNil(t, m, stderr)
+		weights, err := strconv.ParseUint(m[1], 10, 64)
+		require.NoError(t, err)
+		return weights, got
+	}
+	storedWeights, want := ground("the red circle", "the blue square")
+	compactWeights, got := ground("--compact-weights", "the red circle", "the blue square")
+	assert.Equal(t, stored-compact, storedWeights-compactWeights, "the LLM's bytes are all that changes")
+	for i := range want {
+		for j := range want[i].Box {
+			assert.InDelta(t, want[i].Box[j], got[i].Box[j], 1e-4, "expression %d coordinate %d", i, j)
+		}
+	}
+}
