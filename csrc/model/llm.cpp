@@ -1,6 +1,7 @@
 #include "model/llm.h"
 
 #include <cmath>
+#include <iterator>
 #include <string>
 
 #include "core/dtype.h"
@@ -16,6 +17,19 @@ ops::Weight as_op_weight(const WeightView& w) {
     return ops::Weight{w.dtype, w.data, rows, cols};
 }
 
+namespace {
+
+// A decoder layer's tensors are named "model.layers.{i}." + their own name (§7.2); its matrices' names, in
+// Layer::matrices' order.
+std::string layer_prefix(size_t i) { return "model.layers." + std::to_string(i) + "."; }
+constexpr const char* kLayerMatrices[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                                          "self_attn.v_proj.weight", "self_attn.o_proj.weight",
+                                          "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+                                          "mlp.down_proj.weight"};
+static_assert(std::size(kLayerMatrices) == 7, "one name per Layer::matrices()");
+
+}  // namespace
+
 Llm::Llm(const nc_config& c, const WeightStore& w)
     : hidden_(c.hidden_size),
       vocab_(c.vocab_size),
@@ -29,25 +43,22 @@ Llm::Llm(const nc_config& c, const WeightStore& w)
       norm_(as_op_weight(w.get("model.norm.weight"))),
       lm_head_(as_op_weight(w.get("lm_head.weight"))) {
     for (int i = 0; i < c.num_hidden_layers; ++i) {
-        const std::string p = "model.layers." + std::to_string(i) + ".";
+        const std::string p = layer_prefix(size_t(i));
         auto get = [&](const char* name) { return as_op_weight(w.get(p + name)); };
-        layers_.push_back(Layer{get("input_layernorm.weight"), get("self_attn.q_proj.weight"),
-                                get("self_attn.k_proj.weight"), get("self_attn.v_proj.weight"),
-                                get("self_attn.o_proj.weight"), get("post_attention_layernorm.weight"),
-                                get("mlp.gate_proj.weight"), get("mlp.up_proj.weight"), get("mlp.down_proj.weight")});
+        Layer l{};
+        l.attn_norm = get("input_layernorm.weight");
+        l.mlp_norm = get("post_attention_layernorm.weight");
+        const auto m = l.matrices();
+        for (size_t j = 0; j < m.size(); ++j) *m[j] = get(kLayerMatrices[j]);
+        layers_.push_back(l);
     }
 }
 
 void Llm::compact(ops::Ops& ops) {
     std::vector<std::pair<std::string, ops::Weight*>> matrices;
     for (size_t i = 0; i < layers_.size(); ++i) {
-        Layer& l = layers_[i];
-        const std::string p = "model.layers." + std::to_string(i) + ".";
-        for (auto [name, w] : {std::pair{"self_attn.q_proj", &l.q}, {"self_attn.k_proj", &l.k}, {"self_attn.v_proj", &l.v},
-                               {"self_attn.o_proj", &l.o}, {"mlp.gate_proj", &l.gate}, {"mlp.up_proj", &l.up},
-                               {"mlp.down_proj", &l.down}}) {
-            matrices.emplace_back(p + name + ".weight", w);
-        }
+        const auto m = layers_[i].matrices();
+        for (size_t j = 0; j < m.size(); ++j) matrices.emplace_back(layer_prefix(i) + kLayerMatrices[j], m[j]);
     }
     matrices.emplace_back("lm_head.weight", &lm_head_);
     // Asked for and impossible is an error, not a silent no-op: the caller expects the memory it asked to save.
@@ -57,14 +68,13 @@ void Llm::compact(ops::Ops& ops) {
                                    " (nextchat convert --dtype bf16 converts a checkpoint)");
         }
     }
-    auto recode = [&](ops::Weight& w) {
-        const uint64_t stored = uint64_t(w.rows * w.cols) * 2;
-        compact_.push_back(ops::compact_bf16(ops, w.data, w.rows, w.cols));
-        release_file_pages(w.data, stored);
+    for (const auto& [name, w] : matrices) {
+        const uint64_t stored = uint64_t(w->rows * w->cols) * 2;
+        compact_.push_back(ops::compact_bf16(ops, w->data, w->rows, w->cols));
+        release_file_pages(w->data, stored);
         compacted_stored_bytes_ += stored;
-        w = ops::Weight{w.dtype, nullptr, w.rows, w.cols, compact_.back().get()};
-    };
-    for (const auto& [name, w] : matrices) recode(*w);
+        *w = ops::Weight{w->dtype, nullptr, w->rows, w->cols, compact_.back().get()};
+    }
 }
 
 uint64_t Llm::compact_bytes() const {

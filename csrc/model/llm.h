@@ -3,6 +3,7 @@
 // processed together: every linear layer runs once over all of them; attention runs per sequence.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -63,6 +64,8 @@ class Llm {
   private:
     struct Layer {
         ops::Weight attn_norm, q, k, v, o, mlp_norm, gate, up, down;
+        // The linear layers' weights, in the order of their names in llm.cpp (kLayerMatrices).
+        std::array<ops::Weight*, 7> matrices() { return {&q, &k, &v, &o, &gate, &up, &down}; }
     };
 
     int64_t hidden_, vocab_, intermediate_;
