@@ -35,7 +35,10 @@ type infoReport struct {
 	KVPerToken     map[string]uint64 `json:"kv_bytes_per_token"`
 	ImageTokens    int               `json:"image_tokens"`
 	LoadSeconds    float64           `json:"load_seconds"`
-	Architecture   map[string]any    `json:"architecture"`
+	// Matrices the engine multiplies that their files place off a cache line (modeldir.MisalignedMatrices).
+	MisalignedMatrices int            `json:"misaligned_matrices"`
+	MisalignedBytes    int64          `json:"misaligned_bytes"`
+	Architecture       map[string]any `json:"architecture"`
 }
 
 type componentReport struct {
@@ -125,18 +128,20 @@ func buildInfo(path string) (infoReport, error) {
 	loadSeconds := time.Since(start).Seconds()
 	inv := d.Inventory(spec)
 	r := infoReport{
-		Model:          d.Path,
-		Files:          len(d.Files),
-		TensorsByDType: inv.TensorsByType,
-		UsedParams:     inv.UsedParams,
-		StoredParams:   inv.StoredParams,
-		Unused:         inv.Unused,
-		Unknown:        inv.Unknown,
-		Buffers:        bufferNames(d),
-		KVPerToken:     map[string]uint64{},
-		ImageTokens:    d.Config.ImageTokens(),
-		LoadSeconds:    loadSeconds,
-		Synthetic:      d.Headers[0].Metadata["nextchat.synthetic"],
+		Model:              d.Path,
+		Files:              len(d.Files),
+		TensorsByDType:     inv.TensorsByType,
+		UsedParams:         inv.UsedParams,
+		StoredParams:       inv.StoredParams,
+		Unused:             inv.Unused,
+		Unknown:            inv.Unknown,
+		Buffers:            bufferNames(d),
+		KVPerToken:         map[string]uint64{},
+		ImageTokens:        d.Config.ImageTokens(),
+		LoadSeconds:        loadSeconds,
+		MisalignedMatrices: inv.Misaligned,
+		MisalignedBytes:    inv.MisalignedBytes,
+		Synthetic:          d.Headers[0].Metadata["nextchat.synthetic"],
 		Architecture: map[string]any{
 			"llm":    fmt.Sprintf("LLaMA %d×%d, %d heads (%d KV), MLP %d, vocab %d", d.Config.NumHiddenLayers, d.Config.HiddenSize, d.Config.NumAttentionHeads, d.Config.NumKeyValueHeads, d.Config.IntermediateSize, d.Config.VocabSize),
 			"vision": fmt.Sprintf("CLIP ViT %d×%d, %d heads, %dpx/%d", d.Config.Vision.NumHiddenLayers, d.Config.Vision.HiddenSize, d.Config.Vision.NumAttentionHeads, d.Config.Vision.ImageSize, d.Config.Vision.PatchSize),
@@ -205,6 +210,9 @@ func writeInfo(w io.Writer, r infoReport, verbose bool) error {
 	}
 	fmt.Fprintf(tw, "KV cache\t%s/token bf16, %s/token f16, %s/token f32\n", formatBinary(r.KVPerToken["bf16"]), formatBinary(r.KVPerToken["f16"]), formatBinary(r.KVPerToken["f32"]))
 	fmt.Fprintf(tw, "load\t%.3f s (memory-mapped, every tensor checked)\n", r.LoadSeconds)
+	if advice := modeldir.AlignmentAdvice(r.MisalignedMatrices, r.MisalignedBytes); advice != "" {
+		fmt.Fprintf(tw, "alignment\t%s\n", advice)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}

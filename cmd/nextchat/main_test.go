@@ -86,6 +86,7 @@ func TestGenThenInfo(t *testing.T) {
 	for _, want := range []string{"SYNTHETIC", "sam_decoder", "3,638,916", "image tokens  16 per image", "512 B/token bf16"} {
 		assert.Contains(t, out, want)
 	}
+	assert.NotContains(t, out, "alignment", "gen writes every matrix on a cache line")
 
 	code, out, stderr = runCLI("info", "--model", dir, "--json")
 	require.Equal(t, 0, code, stderr)
@@ -94,6 +95,7 @@ func TestGenThenInfo(t *testing.T) {
 	assert.Equal(t, 8, len(r.Components))
 	assert.Equal(t, uint64(2*r.UsedParams), r.WeightBytes)
 	assert.Equal(t, map[string]int{"BF16": 294}, r.TensorsByDType)
+	assert.Zero(t, r.MisalignedMatrices)
 
 	code, out, _ = runCLI("info", "--model", dir, "-v")
 	require.Equal(t, 0, code)

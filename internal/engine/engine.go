@@ -121,6 +121,11 @@ func Open(path string, o Options) (*Engine, error) {
 		m.Close()
 		return nil, err
 	}
+	if spec, err := bindings.Spec(d.Config); err == nil {
+		if advice := modeldir.AlignmentAdvice(d.MisalignedMatrices(spec)); advice != "" {
+			slog.Warn("weights not aligned", "model", d.Path, "advice", advice)
+		}
+	}
 	slog.Debug("engine ready", "model", d.Path, "context", plan.Request.MaxContext, "sequences",
 		plan.Request.MaxSequences, "kv_dtype", o.KVDType, "host_bytes", plan.HostBytes)
 	return &Engine{Dir: d, Model: m, Tok: tok, Plan: plan, cache: cache,

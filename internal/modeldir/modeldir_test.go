@@ -272,3 +272,47 @@ func editIndex(t *testing.T, dir string, edit func(map[string]string)) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(p, out, 0o644))
 }
+
+// The engine multiplies matrices where their files place them: generated (and converted) files start every one
+// on a cache line, and a file that shifts them off it is reported with what to do (modeldir.AlignmentAdvice).
+func TestMisalignedMatricesAreCounted(t *testing.T) {
+	cfg, err := synth.ResolveConfig("tiny")
+	require.NoError(t, err)
+	spec, err := bindings.Spec(cfg)
+	require.NoError(t, err)
+	var matrices int
+	var matrixBytes int64
+	for _, s := range spec {
+		if s.Used && s.Kind == bindings.KindMatrix {
+			matrices++
+			matrixBytes += s.NumElements() * 2
+		}
+	}
+	for _, shard := range []int64{0, 1 << 20} {
+		d, err := modeldir.Open(tinyModel(t, bindings.BF16, shard))
+		require.NoError(t, err)
+		n, b := d.MisalignedMatrices(spec)
+		assert.Zero(t, n, "generated with %d-byte shards", shard)
+		assert.Zero(t, b)
+		assert.Empty(t, modeldir.AlignmentAdvice(n, b))
+	}
+
+	dir := tinyModel(t, bindings.BF16, 0)
+	const lead = "lead.unknown" // declared first, its 2 bytes shift every tensor after it off the line
+	rewriteHeader(t, dir, func(s []safetensors.TensorSpec) []safetensors.TensorSpec {
+		return append([]safetensors.TensorSpec{{Name: lead, DType: safetensors.BF16, Shape: []int64{1}}}, s...)
+	}, func(name string, old []byte) []byte {
+		if name == lead {
+			return []byte{0, 0}
+		}
+		return old
+	})
+	d, _, err := openAndLoad(t, dir)
+	require.NoError(t, err, "misaligned matrices still load")
+	n, b := d.MisalignedMatrices(spec)
+	assert.Equal(t, matrices, n)
+	assert.Equal(t, matrixBytes, b)
+	advice := modeldir.AlignmentAdvice(n, b)
+	assert.Contains(t, advice, fmt.Sprintf("%d matrices", matrices))
+	assert.Contains(t, advice, "nextchat convert")
+}

@@ -69,7 +69,7 @@ func TestWriterRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			checkInvariants(t, h, int64(len(file)))
 
-			assert.Zero(t, h.DataOffset%headerAlign, "data region must be 8-byte aligned")
+			assert.Zero(t, h.DataOffset%headerAlign, "data region must be 64-byte aligned")
 			assert.Len(t, h.Tensors, len(tc.tensors))
 			if len(tc.meta) == 0 {
 				assert.Nil(t, h.Metadata)
@@ -100,8 +100,8 @@ func TestWriterRoundTrip(t *testing.T) {
 }
 
 func TestWriterHeaderPaddedWithSpaces(t *testing.T) {
-	for n := 0; n < 16; n++ {
-		// Name lengths 0..15 hit every residue of the header length mod 8.
+	for n := 0; n < headerAlign; n++ {
+		// Name lengths 0..63 hit every residue of the header length mod 64.
 		spec := TensorSpec{Name: strings.Repeat("x", n), DType: U8, Shape: []int64{1}}
 		file := writeFile(t, withData(spec), nil)
 		hlen := binary.LittleEndian.Uint64(file)
@@ -122,7 +122,7 @@ func TestWriterGolden(t *testing.T) {
 	header := `{"__metadata__":{"a":"2","z":"1"},` +
 		`"b":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},` +
 		`"a":{"dtype":"U8","shape":[],"data_offsets":[4,5]}}`
-	header += strings.Repeat(" ", (headerAlign-len(header)%headerAlign)%headerAlign)
+	header += strings.Repeat(" ", (headerAlign-(lengthPrefixSize+len(header))%headerAlign)%headerAlign)
 	want := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
 	want = append(want, header...)
 	want = append(want, 1, 2, 3, 4, 9)

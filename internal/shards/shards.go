@@ -27,6 +27,11 @@ const (
 // DefaultBytes keeps shards near the size HF tooling writes, so a 7B checkpoint has a few files.
 const DefaultBytes = 5_000_000_000
 
+// Align is the alignment Plan keeps for every tensor whose byte size is a multiple of it (every matrix of the
+// model): a cache line, so that each 64-byte load of a matrix row (an AMX tile row, an AVX-512 vector) reads one line
+// and not two (docs/BENCHMARKS.md "Aligned weights").
+const Align = 64
+
 // ErrIndex marks an index file that cannot be trusted: unreadable, empty, or pointing outside its directory.
 var ErrIndex = errors.New("invalid weight index")
 
@@ -54,8 +59,9 @@ func byteSize(t safetensors.TensorSpec) int64 {
 }
 
 // Plan fills files in the given order up to limit bytes each (a bigger tensor gets a file of its own). Inside
-// a file, tensors are ordered by decreasing element size (stable), so every tensor stays naturally aligned
-// when dtypes are mixed.
+// a file the tensors whose byte sizes are multiples of Align come first, so from the aligned data region (the
+// safetensors writer pads its header so) every one of them starts aligned, as the core multiplies matrices in place;
+// then the rest by decreasing element size, so they stay naturally aligned. Both sorts are stable.
 func Plan(tensors []safetensors.TensorSpec, limit int64) []Shard {
 	if limit <= 0 {
 		limit = DefaultBytes
@@ -72,8 +78,13 @@ func Plan(tensors []safetensors.TensorSpec, limit int64) []Shard {
 		size += b
 	}
 	for i := range shards {
-		sort.SliceStable(shards[i].Tensors, func(a, b int) bool {
-			return shards[i].Tensors[a].DType.Size() > shards[i].Tensors[b].DType.Size()
+		ts := shards[i].Tensors
+		sort.SliceStable(ts, func(a, b int) bool {
+			wholeA, wholeB := byteSize(ts[a])%Align == 0, byteSize(ts[b])%Align == 0
+			if wholeA != wholeB {
+				return wholeA
+			}
+			return ts[a].DType.Size() > ts[b].DType.Size()
 		})
 		if len(shards) == 1 {
 			shards[i].Name = SingleFile

@@ -47,6 +47,35 @@ func TestPlan(t *testing.T) {
 	assert.Equal(t, []string{"b", "a", "c", "d"}, names(one[0]))
 }
 
+// Every tensor whose size is a multiple of 64 bytes starts 64-byte aligned in the written file, whatever the
+// order they were given in: the loader multiplies matrices in place.
+func TestWrittenMatricesAligned(t *testing.T) {
+	tensors := []safetensors.TensorSpec{
+		spec("bias", safetensors.BF16, 3),    // 6 B
+		spec("norm", safetensors.F32, 5),     // 20 B
+		spec("q_proj", safetensors.BF16, 96), // 192 B
+		spec("scale", safetensors.F16, 1),    // 2 B
+		spec("up_proj", safetensors.F32, 48), // 192 B
+	}
+	plan := Plan(tensors, 0)
+	require.Len(t, plan, 1)
+	dir := t.TempDir()
+	require.NoError(t, Write(context.Background(), dir, plan[0], nil,
+		func(_ context.Context, ts safetensors.TensorSpec, w io.Writer) error {
+			_, err := w.Write(make([]byte, byteSize(ts)))
+			return err
+		}))
+	h, err := safetensors.ReadHeaderFile(filepath.Join(dir, plan[0].Name))
+	require.NoError(t, err)
+	for _, name := range []string{"q_proj", "up_proj"} {
+		tn, ok := h.Lookup(name)
+		require.True(t, ok)
+		assert.Zero(t, (h.DataOffset+tn.Begin)%64, "%s at file offset %d", name, h.DataOffset+tn.Begin)
+	}
+	assert.Equal(t, []string{"up_proj", "q_proj", "norm", "bias", "scale"}, names(plan[0]),
+		"multiples of 64 bytes first, then by decreasing element size")
+}
+
 func TestWriteIndexAndReadItBack(t *testing.T) {
 	dir := t.TempDir()
 	planned := Plan([]safetensors.TensorSpec{spec("a", safetensors.F32, 4), spec("b", safetensors.F32, 4)}, 16)
