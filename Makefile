@@ -21,7 +21,7 @@ help:
 	@echo "make demo       install build tools if missing, build, generate a synthetic tiny checkpoint (random weights), inspect it, ask it about an image"
 	@echo "make test       C++ tests (ctest), then go test -race -count=1 ./..."
 	@echo "make test-asan  C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
-	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion), then linear's kernels"
+	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion), linear's kernels, every op against the roofline"
 	@echo "make bench-compare BENCH_MODEL=DIR [BENCH_FLAGS=--compact-weights]  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
 	@echo "make check-7b-rss  synthetic 7b bf16 (M7B=$(M7B), generated if absent: 15.5 GB) grounds one expression with a mask on the CPU; peak RSS must be within 5% of the memory plan (slow: not part of make test; RSS_FLAGS=--compact-weights for compact weights)"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
@@ -58,6 +58,7 @@ test-asan:
 bench: lib
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./...
 	$(BUILD)/nextchat_bench_linear 5632 2048 16 0 bf16 1 4 8 16 64 256
+	$(BUILD)/nextchat_bench_ops 0
 
 BENCH_MODEL ?= out/bench-small
 bench-compare: all ref-venv
