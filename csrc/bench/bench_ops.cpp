@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "model/config.h"
@@ -123,17 +124,21 @@ class Bench {
     // Rows up to which a product streams its weights from memory (decode steps).
     static constexpr int64_t kStreamedRows = 16;
 
-    Bench(nc::ops::Ops& ops, const nc_config& c) : ops_(ops), c_(c) {}
+    // Cases whose name contains filter; the weights of the others are never made.
+    Bench(nc::ops::Ops& ops, const nc_config& c, std::string filter) : ops_(ops), c_(c), filter_(std::move(filter)) {}
 
     std::vector<Case> cases() {
         std::vector<Case> out;
         llm(out);
         vision(out);
         sam(out);
+        out.erase(std::remove_if(out.begin(), out.end(), [&](const Case& c) { return !wanted(c.name); }), out.end());
         return out;
     }
 
   private:
+    bool wanted(const std::string& name) const { return name.find(filter_) != std::string::npos; }
+
     float* buffer(size_t n, uint32_t seed) {
         buffers_.push_back(random_floats(n, seed));
         return buffers_.back().data();
@@ -163,14 +168,15 @@ class Bench {
     }
 
     // linear at `rows` rows, each call on the next copy of the weight.
-    void linear(std::vector<Case>& out, const std::string& name, int64_t rows, int64_t outputs, int64_t inputs) {
+    void linear(std::vector<Case>& out, const std::string& op, int64_t rows, int64_t outputs, int64_t inputs) {
+        const std::string name = op + " " + std::to_string(rows) + "×" + std::to_string(inputs) + "→" + std::to_string(outputs);
+        if (!wanted(name)) return;
         const std::vector<const Weight*>& ws = copies(outputs, inputs, rows <= kStreamedRows);
         const float* x = buffer(size_t(rows * inputs), 1);
         float* y = buffer(size_t(rows * outputs), 2);
         auto next = std::make_shared<size_t>(0);
         const nc::ops::LinearOut lo{ws[0], nullptr, y};
-        out.push_back({name + " " + std::to_string(rows) + "×" + std::to_string(inputs) + "→" + std::to_string(outputs),
-                       2.0 * double(rows * outputs * inputs),
+        out.push_back({name, 2.0 * double(rows * outputs * inputs),
                        double(outputs * inputs) * 2 + 4.0 * double(rows * (inputs + outputs)),
                        nc::ops::amx_takes(rows, &lo, 1), [this, &ws, x, y, rows, next] {
                            ops_.linear(x, rows, *ws[*next % ws.size()], nullptr, y);
@@ -316,6 +322,7 @@ class Bench {
 
     nc::ops::Ops& ops_;
     nc_config c_;
+    std::string filter_;
     std::vector<std::vector<float>> buffers_;
     std::vector<std::unique_ptr<StoredWeight>> weights_;
     std::map<std::tuple<int64_t, int64_t, bool>, std::vector<const Weight*>> copies_;
@@ -338,11 +345,8 @@ int main(int argc, char** argv) {
     }
     const nc_config config = nc::default_7b_config();
     auto ops = nc::ops::make_cpu_ops(threads);
-    Bench bench(*ops, config);
-    std::vector<Case> cases = bench.cases();
-    cases.erase(std::remove_if(cases.begin(), cases.end(),
-                               [&](const Case& c) { return c.name.find(filter) == std::string::npos; }),
-                cases.end());
+    Bench bench(*ops, config, filter);
+    const std::vector<Case> cases = bench.cases();
     const Peaks peaks{nc::probe_fma_peak(threads, 1.0), nc::probe_amx_peak(threads, 1.0) / 3,
                       nc::probe_read_bandwidth(threads, 1.0)};
     std::printf("CPU ops at nextchat-7b's shapes, %d threads (0: all), kernels %s; measured now: FMA peak %.1f "

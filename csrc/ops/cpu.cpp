@@ -248,6 +248,103 @@ struct SiluMul16 {
     }
 };
 
+// ---- attention of decode rows over the paged cache ----------------------------------------------------------
+// Per chunk of cached positions: the scores against the keys, their softmax numerators, the values weighted by them.
+// The keys and values are converted in registers as they stream from the cache (a decode row reads each once).
+
+// scores[p] = scale · q·K[p0 + p] for p < m over kv head kh: four positions at a time, so that four chains of FMAs
+// are in flight. Each sums as dot_avx2 does (8 lanes, then the tail in order): the same scores as a dot product per
+// position.
+template <nc_dtype D>
+__attribute__((target("avx2,fma,f16c"))) void key_scores_avx2(const KVSeqView& kv, int32_t kh, const float* q,
+                                                             int64_t p0, int64_t m, float scale, float* scores) {
+    constexpr int64_t esize = D == NC_DTYPE_F32 ? 4 : 2;
+    const int64_t d = kv.head_dim, body = d / 8 * 8;
+    auto finish = [&](const char* k, float s) {
+        for (int64_t i = body; i < d; ++i) s += q[i] * weight_at(Weight{D, k, 1, d}, i);
+        return s * scale;
+    };
+    int64_t p = 0;
+    for (; p + 4 <= m; p += 4) {
+        const char* k[4];
+        __m256 a[4];
+        for (int j = 0; j < 4; ++j) {
+            k[j] = static_cast<const char*>(kv.row(0, p0 + p + j, kh));
+            a[j] = _mm256_setzero_ps();
+        }
+        for (int64_t i = 0; i < body; i += 8) {
+            const __m256 x = _mm256_loadu_ps(q + i);
+            for (int j = 0; j < 4; ++j) a[j] = _mm256_fmadd_ps(x, load8<D>(k[j] + i * esize), a[j]);
+        }
+        for (int j = 0; j < 4; ++j) scores[p + j] = finish(k[j], hsum(a[j]));
+    }
+    for (; p < m; ++p) {
+        const char* k = static_cast<const char*>(kv.row(0, p0 + p, kh));
+        __m256 a = _mm256_setzero_ps();
+        for (int64_t i = 0; i < body; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8<D>(k + i * esize), a);
+        scores[p] = finish(k, hsum(a));
+    }
+}
+
+// acc[i] += Σ_p w[p] · V[p0 + p][i] over kv head kh for the lanes [i0, i0 + 8L), held in registers across the positions.
+template <nc_dtype D, int L>
+__attribute__((target("avx2,fma,f16c"))) void value_lanes_avx2(const KVSeqView& kv, int32_t kh, const float* w,
+                                                              int64_t p0, int64_t m, int64_t i0, float* acc) {
+    constexpr int64_t esize = D == NC_DTYPE_F32 ? 4 : 2;
+    __m256 a[L];
+    for (int v = 0; v < L; ++v) a[v] = _mm256_loadu_ps(acc + i0 + 8 * v);
+    for (int64_t p = 0; p < m; ++p) {
+        const char* row = static_cast<const char*>(kv.row(1, p0 + p, kh)) + i0 * esize;
+        const __m256 wp = _mm256_set1_ps(w[p]);
+        for (int v = 0; v < L; ++v) a[v] = _mm256_fmadd_ps(wp, load8<D>(row + 8 * v * esize), a[v]);
+    }
+    for (int v = 0; v < L; ++v) _mm256_storeu_ps(acc + i0 + 8 * v, a[v]);
+}
+
+// acc[i] += Σ_p w[p] · V[p0 + p][i] for every i < head_dim: 64 lanes at a time, then 8, then the tail.
+template <nc_dtype D>
+void values_avx2(const KVSeqView& kv, int32_t kh, const float* w, int64_t p0, int64_t m, float* acc) {
+    const int64_t d = kv.head_dim, body = d / 8 * 8;
+    int64_t i0 = 0;
+    for (; i0 + 64 <= body; i0 += 64) value_lanes_avx2<D, 8>(kv, kh, w, p0, m, i0, acc);
+    for (; i0 < body; i0 += 8) value_lanes_avx2<D, 1>(kv, kh, w, p0, m, i0, acc);
+    for (int64_t p = 0; body < d && p < m; ++p) {
+        const Weight row{D, kv.row(1, p0 + p, kh), 1, d};
+        for (int64_t i = body; i < d; ++i) acc[i] += w[p] * weight_at(row, i);
+    }
+}
+
+// s[p] = softmax_exp(s[p] − max) for p < m, 8 at a time; returns their sum.
+__attribute__((target("avx2,fma,f16c"))) float exp_sum_avx2(float* s, int64_t m, float max) {
+    const __m256 mv = _mm256_set1_ps(max);
+    __m256 sum = _mm256_setzero_ps();
+    int64_t p = 0;
+    for (; p + 8 <= m; p += 8) {
+        const __m256 e = softmax_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + p), mv));
+        _mm256_storeu_ps(s + p, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float total = hsum(sum);
+    for (; p < m; ++p) total += (s[p] = softmax_exp(s[p] - max));
+    return total;
+}
+
+void key_scores(const KVSeqView& kv, int32_t kh, const float* q, int64_t p0, int64_t m, float scale, float* scores) {
+    switch (kv.dtype) {
+        case NC_DTYPE_F32: return key_scores_avx2<NC_DTYPE_F32>(kv, kh, q, p0, m, scale, scores);
+        case NC_DTYPE_F16: return key_scores_avx2<NC_DTYPE_F16>(kv, kh, q, p0, m, scale, scores);
+        case NC_DTYPE_BF16: return key_scores_avx2<NC_DTYPE_BF16>(kv, kh, q, p0, m, scale, scores);
+    }
+}
+
+void weighted_values(const KVSeqView& kv, int32_t kh, const float* w, int64_t p0, int64_t m, float* acc) {
+    switch (kv.dtype) {
+        case NC_DTYPE_F32: return values_avx2<NC_DTYPE_F32>(kv, kh, w, p0, m, acc);
+        case NC_DTYPE_F16: return values_avx2<NC_DTYPE_F16>(kv, kh, w, p0, m, acc);
+        case NC_DTYPE_BF16: return values_avx2<NC_DTYPE_BF16>(kv, kh, w, p0, m, acc);
+    }
+}
+
 // ---- ops ------------------------------------------------------------------------------------------------
 
 class CpuOps final : public Ops {
@@ -336,15 +433,15 @@ class CpuOps final : public Ops {
             gemm_attention(pool_, q, k, v, 1, rows, T, heads, d, scale, nullptr, out, start);
             return;
         }
-        const auto dot = cpu_has_avx2() ? dot_avx2 : dot_portable;
+        const bool avx2 = cpu_has_avx2();
         pool_.parallel_for(rows * heads, 1, [&](int64_t a, int64_t b) {
             std::vector<float>& buf = scratch(size_t(kDecodeKeyChunk + 2 * d));
             for (int64_t job = a; job < b; ++job) {
                 const int64_t r = job / heads;
-                const int32_t h = int32_t(job % heads);
+                const int32_t h = int32_t(job % heads), kh = h / group;
                 const int64_t n = start + r + 1;
                 float* scores = buf.data();
-                float* row = scores + kDecodeKeyChunk;
+                float* row = scores + kDecodeKeyChunk;  // a key or value as floats (CPUs without AVX2)
                 float* acc = row + d;
                 const float* qv = q + (r * heads + h) * d;
                 float mx = -INFINITY, sum = 0;
@@ -353,23 +450,30 @@ class CpuOps final : public Ops {
                 // raises the maximum (one chunk, i.e. up to kDecodeKeyChunk positions, is the plain two-pass form).
                 for (int64_t p0 = 0; p0 < n; p0 += kDecodeKeyChunk) {
                     const int64_t m = std::min(kDecodeKeyChunk, n - p0);
-                    float chunk_max = mx;
-                    for (int64_t p = 0; p < m; ++p) {
-                        load_floats(kv.dtype, kv.row(0, p0 + p, h / group), d, row);
-                        scores[p] = dot(qv, row, d) * scale;
-                        chunk_max = std::max(chunk_max, scores[p]);
+                    if (avx2) {
+                        key_scores(kv, kh, qv, p0, m, scale, scores);
+                    } else {
+                        for (int64_t p = 0; p < m; ++p) {
+                            load_floats(kv.dtype, kv.row(0, p0 + p, kh), d, row);
+                            scores[p] = dot_portable(qv, row, d) * scale;
+                        }
                     }
+                    const float chunk_max = std::max(mx, *std::max_element(scores, scores + m));
                     if (chunk_max > mx) {
                         const float f = softmax_exp(mx - chunk_max);  // 0 for the first chunk (mx = −∞)
                         sum *= f;
                         for (int32_t i = 0; i < d; ++i) acc[i] *= f;
                         mx = chunk_max;
                     }
+                    if (avx2) {
+                        sum += exp_sum_avx2(scores, m, mx);
+                        weighted_values(kv, kh, scores, p0, m, acc);
+                        continue;
+                    }
                     for (int64_t p = 0; p < m; ++p) sum += (scores[p] = softmax_exp(scores[p] - mx));
                     for (int64_t p = 0; p < m; ++p) {
-                        load_floats(kv.dtype, kv.row(1, p0 + p, h / group), d, row);
-                        const float s = scores[p];
-                        for (int32_t i = 0; i < d; ++i) acc[i] += s * row[i];
+                        load_floats(kv.dtype, kv.row(1, p0 + p, kh), d, row);
+                        for (int32_t i = 0; i < d; ++i) acc[i] += scores[p] * row[i];
                     }
                 }
                 float* o = out + (r * heads + h) * d;

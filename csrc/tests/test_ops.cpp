@@ -179,10 +179,10 @@ TEST(RopeAngles, FollowTheExactAnglesWithinFloat32) {
 }
 
 // A paged cache with a scrambled block table, written by each backend, then attention over it: per KV dtype and
-// kernel ISA, decode rows and short chunks (a dot product per cached position; past kDecodeKeyChunk positions in
-// several chunks of keys, the online softmax's rescaling) and prompt chunks of at least
-// kGemmAttentionRows (gathered, the blocked causal kernel: one and several query blocks, from position 0 and after
-// cached ones, more keys than a chunk of the kernel).
+// kernel ISA, decode rows and short chunks (scores per cached position; past kDecodeKeyChunk positions in several
+// chunks of keys, the online softmax's rescaling) and prompt chunks of at least kGemmAttentionRows (gathered, the
+// blocked causal kernel: one and several query blocks, from position 0 and after cached ones, more keys than a chunk
+// of the kernel). Head widths 10 (one vector of 8 and a tail) and 72 (the decode kernels' 64 lanes, then 8).
 class AttentionHarness : public testing::TestWithParam<std::tuple<nc_dtype, nc::ops::Isa>> {
   protected:
     void SetUp() override {
@@ -193,10 +193,12 @@ class AttentionHarness : public testing::TestWithParam<std::tuple<nc_dtype, nc::
 
 TEST_P(AttentionHarness, CausalPagedGqa) {
     const nc_dtype dtype = std::get<0>(GetParam());
-    const int32_t heads = 6, kv_heads = 3, d = 10, block = 4;
+    const int32_t heads = 6, kv_heads = 3, block = 4;
     const size_t esize = dtype == NC_DTYPE_F32 ? 4 : 2;
-    for (auto [prior, rows] : std::vector<std::pair<int64_t, int64_t>>{{9, 7}, {100, 1}, {600, 1}, {513, 5}, {9, 40}, {0, 45}, {230, 70}}) {
-        SCOPED_TRACE("prior " + std::to_string(prior) + " rows " + std::to_string(rows));
+    for (auto [prior, rows, d] : std::vector<std::tuple<int64_t, int64_t, int32_t>>{
+             {9, 7, 10}, {100, 1, 10}, {600, 1, 10}, {513, 5, 10}, {9, 40, 10}, {0, 45, 10}, {230, 70, 10},
+             {100, 1, 72}, {600, 3, 72}, {9, 40, 72}}) {
+        SCOPED_TRACE("prior " + std::to_string(prior) + " rows " + std::to_string(rows) + " head_dim " + std::to_string(d));
         const int64_t total = prior + rows, blocks = (total + block - 1) / block;
         std::vector<int32_t> table(static_cast<size_t>(blocks));
         for (int64_t i = 0; i < blocks; ++i) table[size_t(i)] = int32_t((i * 7 + 3) % blocks);  // 7 ⟂ blocks here
