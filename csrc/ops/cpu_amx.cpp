@@ -184,7 +184,8 @@ const uint16_t* expand_tile(const AmxTile& t, int64_t K, uint16_t* dst) {
 }
 
 // The accumulators of up to two output tiles (weights a0, a1; a1 null for a lone tile) against one or two row
-// blocks of x (b0, b1), over every k-block: C tile 0 = a0·b0, 1 = a1·b0, 2 = a0·b1, 3 = a1·b1. Per k-block the
+// blocks of x (b0, b1), over kblocks k-blocks, added to what tiles 0–3 hold (begin_sums): C tile 0 = a0·b0,
+// 1 = a1·b0, 2 = a0·b1, 3 = a1·b1. Per k-block the
 // weights' A tiles (4, 5) are loaded once, then for each part of x its B tiles (6, 7) feed the products, which
 // alternate between accumulators: a TDPBF16PS into the tile the previous one wrote waits for it to finish (its
 // latency is several times its issue interval), so four independent accumulators keep the unit busy where the
@@ -195,10 +196,6 @@ const uint16_t* expand_tile(const AmxTile& t, int64_t K, uint16_t* dst) {
 template <bool kRowPair>
 __attribute__((target("amx-tile,amx-bf16"))) void multiply(const uint16_t* a0, const uint16_t* a1, int64_t stride,
                                                            const uint16_t* b0, const uint16_t* b1, int64_t kblocks) {
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
     for (int64_t kb = 0; kb < kblocks; ++kb, b0 += kParts * kBTileElems, b1 += kParts * kBTileElems) {
         _tile_loadd(4, a0 + kb * kKBlock, stride);
         for (int p = 0; p < kParts; ++p) {
@@ -215,6 +212,35 @@ __attribute__((target("amx-tile,amx-bf16"))) void multiply(const uint16_t* a0, c
     }
 }
 
+// Tiles 0–3 from zero, or from the partial sums a K panel left at saved (four 16 × 16 float tiles).
+__attribute__((target("amx-tile"))) void begin_sums(const float* saved) {
+    if (saved == nullptr) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        return;
+    }
+    _tile_loadd(0, saved, kTile * 4);
+    _tile_loadd(1, saved + kTile * kTile, kTile * 4);
+    _tile_loadd(2, saved + 2 * kTile * kTile, kTile * 4);
+    _tile_loadd(3, saved + 3 * kTile * kTile, kTile * 4);
+}
+
+__attribute__((target("amx-tile"))) void save_sums(float* saved) {
+    _tile_stored(0, saved, kTile * 4);
+    _tile_stored(1, saved + kTile * kTile, kTile * 4);
+    _tile_stored(2, saved + 2 * kTile * kTile, kTile * 4);
+    _tile_stored(3, saved + 3 * kTile * kTile, kTile * 4);
+}
+
+// K panels: a pair of row blocks' packed x takes 6 KiB per k-block, so over a long K (the down projections' 5632
+// and 11008: 1–2 MiB) it outgrows L2 beside the weight tiles and every tile pair reads it from L3 again. The tile
+// pairs then pass it 128 k-blocks (768 KiB) at a time, their accumulators saved and reloaded between panels (sums of
+// the same exact products, float32, in another order). Measured (docs/BENCHMARKS.md "K panels of 128 k-blocks"):
+// 1.2× at K = 5632 and 1.3× at 11008; panels of 16 k-blocks cost more than they saved below K = 11008.
+constexpr int64_t kPanelKBlocks = 128;
+
 // Output tiles [t0, t1) for the rows of x (y's rows first…), in blocks of kBlockTiles: two output tiles against two
 // row blocks at a time (multiply), a last odd row block with the tiles alone.
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::vector<AmxTile>& tiles, int64_t t0,
@@ -227,9 +253,11 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
     if (compact) expanded.resize(size_t(block_tiles * kTile * K));
     amx_configure_tiles();
     alignas(64) float c[4][kTile * kTile];
+    alignas(64) float partial[kBlockTiles / 2][4 * kTile * kTile];  // each tile pair's sums between K panels
     const uint16_t* a[kBlockTiles];  // the block's weight rows, as stored or expanded
     const int64_t row_blocks = (rows + kTile - 1) / kTile, stride = K * 2, body = kblocks * kKBlock;
     const int64_t block_elems = kblocks * kParts * kBTileElems;
+    const int64_t panel = std::min(kblocks, kPanelKBlocks);
     for (int64_t block = t0; block < t1; block += block_tiles) {
         const int64_t block_end = std::min(block + block_tiles, t1);
         for (int64_t t = block; t < block_end; ++t) {
@@ -238,23 +266,33 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
         }
         for (int64_t rb = 0; rb < row_blocks; rb += 2) {
             const bool row_pair = rb + 1 < row_blocks;
-            const uint16_t* b0 = b + rb * block_elems;
-            for (int64_t t = block; t < block_end; t += 2) {
-                const AmxTile* out[2] = {&tiles[size_t(t)], t + 1 < block_end ? &tiles[size_t(t + 1)] : nullptr};
-                const uint16_t* a1 = out[1] != nullptr ? a[t + 1 - block] : nullptr;
-                if (row_pair) {
-                    multiply<true>(a[t - block], a1, stride, b0, b0 + block_elems, kblocks);
-                } else {
-                    multiply<false>(a[t - block], a1, stride, b0, b0, kblocks);
-                }
-                _tile_stored(0, c[0], kTile * 4);
-                if (a1 != nullptr) _tile_stored(1, c[1], kTile * 4);
-                if (row_pair) _tile_stored(2, c[2], kTile * 4);
-                if (row_pair && a1 != nullptr) _tile_stored(3, c[3], kTile * 4);
-                for (int i = 0; i < 4; ++i) {
-                    const AmxTile* o = out[i % 2];
-                    const int64_t r = rb + i / 2;
-                    if (o != nullptr && r < row_blocks) store_tile(*o, c[i], x, rows, K, body, r * kTile, first);
+            for (int64_t k0 = 0; k0 < kblocks; k0 += panel) {
+                const int64_t kn = std::min(panel, kblocks - k0);
+                const uint16_t* b0 = b + rb * block_elems + k0 * kParts * kBTileElems;
+                for (int64_t t = block; t < block_end; t += 2) {
+                    const AmxTile* out[2] = {&tiles[size_t(t)], t + 1 < block_end ? &tiles[size_t(t + 1)] : nullptr};
+                    const uint16_t* a0 = a[t - block] + k0 * kKBlock;
+                    const uint16_t* a1 = out[1] != nullptr ? a[t + 1 - block] + k0 * kKBlock : nullptr;
+                    float* saved = partial[(t - block) / 2];
+                    begin_sums(k0 == 0 ? nullptr : saved);
+                    if (row_pair) {
+                        multiply<true>(a0, a1, stride, b0, b0 + block_elems, kn);
+                    } else {
+                        multiply<false>(a0, a1, stride, b0, b0, kn);
+                    }
+                    if (k0 + kn < kblocks) {
+                        save_sums(saved);
+                        continue;
+                    }
+                    _tile_stored(0, c[0], kTile * 4);
+                    if (a1 != nullptr) _tile_stored(1, c[1], kTile * 4);
+                    if (row_pair) _tile_stored(2, c[2], kTile * 4);
+                    if (row_pair && a1 != nullptr) _tile_stored(3, c[3], kTile * 4);
+                    for (int i = 0; i < 4; ++i) {
+                        const AmxTile* o = out[i % 2];
+                        const int64_t r = rb + i / 2;
+                        if (o != nullptr && r < row_blocks) store_tile(*o, c[i], x, rows, K, body, r * kTile, first);
+                    }
                 }
             }
         }

@@ -25,13 +25,14 @@ using nc_test::StoredWeight;
 class VisionOps : public nc_test::PerIsa {};
 
 // Many rows: packed weight blocks (several k-blocks, several output blocks, tails of rows and outputs), split by
-// outputs or, for narrow outputs, by rows; every weight dtype; 16 and 17 rows straddle the decode path.
+// outputs or, for narrow outputs, by rows; every weight dtype; 16 and 17 rows straddle the decode path; K = 4200
+// takes the AMX tiles' K panels (128 k-blocks, then 3 and a tail).
 TEST_P(VisionOps, LinearManyRows) {
     for (nc_dtype dtype : {NC_DTYPE_F32, NC_DTYPE_F16, NC_DTYPE_BF16}) {
         for (auto [rows, in, out, with_bias] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
                  {16, 33, 17, true}, {17, 33, 17, true}, {19, 300, 70, true}, {100, 515, 129, false},
                  {61, 257, 300, true}, {577, 64, 33, true}, {37, 7, 1, false}, {200, 1, 40, true},
-                 {300, 70, 790, true}}) {
+                 {300, 70, 790, true}, {37, 4200, 790, true}}) {
             nc_test::expect_linear_matches(*ref, *cpu, dtype, rows, in, out, with_bias, 21);
         }
     }
