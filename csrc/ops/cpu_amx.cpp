@@ -183,16 +183,15 @@ const uint16_t* expand_tile(const AmxTile& t, int64_t K, uint16_t* dst) {
     return dst;
 }
 
-// The accumulators of up to two output tiles (weights a0, a1; a1 null for a lone tile) against one or two row
-// blocks of x (b0, b1), over kblocks k-blocks, added to what tiles 0–3 hold (begin_sums): C tile 0 = a0·b0,
-// 1 = a1·b0, 2 = a0·b1, 3 = a1·b1. Per k-block the
-// weights' A tiles (4, 5) are loaded once, then for each part of x its B tiles (6, 7) feed the products, which
-// alternate between accumulators: a TDPBF16PS into the tile the previous one wrote waits for it to finish (its
-// latency is several times its issue interval), so four independent accumulators keep the unit busy where the
-// three parts into one accumulator left it waiting. Each load comes right before the first product that needs it,
-// after the products that do not: a tile register is reloaded only once the products reading it are done, and
-// loading 5 and 7 late gives those products time (SAM encoder ~5 %, CLIP 4–14 % faster than loading all four first).
-// Every accumulator still sums its parts in the same order.
+// The accumulators of up to two output tiles (weights a0, a1; a1 null for a lone tile) against one or two row blocks of
+// x (b0, b1), over kblocks k-blocks, added to what tiles 0–3 hold (begin_sums): C tile 0 = a0·b0, 1 = a1·b0, 2 = a0·b1,
+// 3 = a1·b1. Per k-block the weights' A tiles (4, 5) are loaded once, then for each part of x its B tiles (6, 7) feed
+// the products, which alternate between accumulators: a TDPBF16PS into the tile the previous one wrote waits for it to
+// finish (its latency is several times its issue interval), so four independent accumulators keep the unit busy where
+// the three parts into one accumulator left it waiting. Each load comes right before the first product that needs it,
+// after the products that do not: a tile register is reloaded only once the products reading it are done, and loading 5
+// and 7 late gives those products time (SAM encoder ~5 %, CLIP 4–14 % faster than loading all four first). Every
+// accumulator still sums its parts in the same order.
 template <bool kRowPair>
 __attribute__((target("amx-tile,amx-bf16"))) void multiply(const uint16_t* a0, const uint16_t* a1, int64_t stride,
                                                            const uint16_t* b0, const uint16_t* b1, int64_t kblocks) {
