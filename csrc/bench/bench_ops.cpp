@@ -124,7 +124,7 @@ class Bench {
     // Rows up to which a product streams its weights from memory (decode steps).
     static constexpr int64_t kStreamedRows = 16;
 
-    // Cases whose name contains filter; the weights of the others are never made.
+    // Cases whose name contains filter; the weight copies of the other products are never made.
     Bench(nc::ops::Ops& ops, const nc_config& c, std::string filter) : ops_(ops), c_(c), filter_(std::move(filter)) {}
 
     std::vector<Case> cases() {
