@@ -6,7 +6,7 @@ import (
 
 	"github.com/nextchat/nextchat/bindings"
 	"github.com/nextchat/nextchat/internal/progress"
-	"github.com/nextchat/nextchat/internal/shards"
+	"github.com/nextchat/nextchat/internal/safetensors"
 )
 
 // ComponentParams counts the parameters the engine reads in one component, by stored dtype.
@@ -24,7 +24,7 @@ type Inventory struct {
 	Unused        []string // in the spec, present, never read (MODEL_SPEC §7.2: CLIP post_layernorm, ...)
 	Unknown       []string // not in the spec at all (e.g. rotary inv_freq buffers)
 	TensorsByType map[string]int
-	// Used matrices whose bytes do not start shards.Align-aligned in their files (MisalignedMatrices).
+	// Used matrices whose bytes do not start safetensors.DataAlign-aligned in their files (MisalignedMatrices).
 	Misaligned      int
 	MisalignedBytes int64
 }
@@ -62,7 +62,7 @@ func (d *Dir) Inventory(spec []bindings.TensorSpec) Inventory {
 	return inv
 }
 
-// MisalignedMatrices counts the matrices the engine multiplies whose bytes do not start shards.Align-aligned in
+// MisalignedMatrices counts the matrices the engine multiplies whose bytes do not start safetensors.DataAlign-aligned in
 // their files. The core multiplies them where the file maps them, so each 64-byte load of their rows spans two
 // cache lines: prefill, CLIP and the SAM encoder run slower on such files (docs/BENCHMARKS.md "Aligned weights").
 // Files from earlier versions of nextchat gen and convert, and from other writers, may place them so.
@@ -72,7 +72,7 @@ func (d *Dir) MisalignedMatrices(spec []bindings.TensorSpec) (count int, bytes i
 		matrices[t.Name] = t.Used && t.Kind == bindings.KindMatrix
 	}
 	for _, t := range d.Tensors {
-		if matrices[t.Name] && (d.Headers[t.File].DataOffset+t.Begin)%shards.Align != 0 {
+		if matrices[t.Name] && (d.Headers[t.File].DataOffset+t.Begin)%safetensors.DataAlign != 0 {
 			count++
 			bytes += t.End - t.Begin
 		}
@@ -87,5 +87,5 @@ func AlignmentAdvice(count int, bytes int64) string {
 	}
 	return fmt.Sprintf("%d matrices (%s) are not %d-byte aligned in their files, which slows their products "+
 		"(prefill, CLIP, SAM): `nextchat convert --from DIR --to NEWDIR` rewrites the directory with every matrix "+
-		"aligned (docs/USAGE.md)", count, progress.FormatBytes(bytes), shards.Align)
+		"aligned (docs/USAGE.md)", count, progress.FormatBytes(bytes), safetensors.DataAlign)
 }

@@ -9,12 +9,14 @@ import (
 	"unicode/utf8"
 )
 
-// headerAlign is the alignment of the data region: a cache line. The core
+// DataAlign is the alignment of the data region: a cache line. The core
 // mmaps the file and multiplies matrices in place, and a matrix whose rows
-// start 64-byte aligned keeps each 64-byte load in one line (shards.Plan
-// puts the tensors whose sizes are multiples of 64 first, so they all stay
-// aligned). The reference implementation pads to 8 and reads any padding.
-const headerAlign = 64
+// start 64-byte aligned keeps each 64-byte load (an AMX tile row, an AVX-512
+// vector) in one line and not two (docs/BENCHMARKS.md "Aligned weights").
+// shards.Plan puts the tensors whose sizes are multiples of it first, so they
+// all stay aligned. The reference implementation pads to 8 and reads any
+// padding.
+const DataAlign = 64
 
 // TensorSpec declares a tensor to be written: everything but its bytes.
 type TensorSpec struct {
@@ -88,7 +90,7 @@ func checkMetadata(md map[string]string) error {
 // encodeHeader renders the header JSON by hand so the output is a pure
 // function of its input: "__metadata__" first with keys sorted, then tensors
 // in declaration order, each with its fields in a fixed order. It then pads
-// with spaces so that 8+len is a multiple of headerAlign.
+// with spaces so that 8+len is a multiple of DataAlign.
 func encodeHeader(tensors []Tensor, metadata map[string]string) []byte {
 	buf := []byte{'{'}
 	first := true
@@ -122,7 +124,7 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) []byte {
 		buf = appendTensorJSON(buf, t)
 	}
 	buf = append(buf, '}')
-	for (lengthPrefixSize+len(buf))%headerAlign != 0 {
+	for (lengthPrefixSize+len(buf))%DataAlign != 0 {
 		buf = append(buf, ' ')
 	}
 	return buf

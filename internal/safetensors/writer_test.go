@@ -69,7 +69,7 @@ func TestWriterRoundTrip(t *testing.T) {
 			require.NoError(t, err)
 			checkInvariants(t, h, int64(len(file)))
 
-			assert.Zero(t, h.DataOffset%headerAlign, "data region must be 64-byte aligned")
+			assert.Zero(t, h.DataOffset%DataAlign, "data region must be 64-byte aligned")
 			assert.Len(t, h.Tensors, len(tc.tensors))
 			if len(tc.meta) == 0 {
 				assert.Nil(t, h.Metadata)
@@ -100,16 +100,16 @@ func TestWriterRoundTrip(t *testing.T) {
 }
 
 func TestWriterHeaderPaddedWithSpaces(t *testing.T) {
-	for n := 0; n < headerAlign; n++ {
+	for n := 0; n < DataAlign; n++ {
 		// Name lengths 0..63 hit every residue of the header length mod 64.
 		spec := TensorSpec{Name: strings.Repeat("x", n), DType: U8, Shape: []int64{1}}
 		file := writeFile(t, withData(spec), nil)
 		hlen := binary.LittleEndian.Uint64(file)
-		assert.Zero(t, (lengthPrefixSize+hlen)%headerAlign)
+		assert.Zero(t, (lengthPrefixSize+hlen)%DataAlign)
 		header := string(file[lengthPrefixSize : lengthPrefixSize+hlen])
 		trimmed := strings.TrimRight(header, " ")
 		assert.True(t, strings.HasSuffix(trimmed, "}"))
-		assert.Less(t, len(header)-len(trimmed), headerAlign, "padding must be minimal")
+		assert.Less(t, len(header)-len(trimmed), DataAlign, "padding must be minimal")
 	}
 }
 
@@ -122,7 +122,7 @@ func TestWriterGolden(t *testing.T) {
 	header := `{"__metadata__":{"a":"2","z":"1"},` +
 		`"b":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},` +
 		`"a":{"dtype":"U8","shape":[],"data_offsets":[4,5]}}`
-	header += strings.Repeat(" ", (headerAlign-(lengthPrefixSize+len(header))%headerAlign)%headerAlign)
+	header += strings.Repeat(" ", (DataAlign-(lengthPrefixSize+len(header))%DataAlign)%DataAlign)
 	want := binary.LittleEndian.AppendUint64(nil, uint64(len(header)))
 	want = append(want, header...)
 	want = append(want, 1, 2, 3, 4, 9)

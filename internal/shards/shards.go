@@ -27,11 +27,6 @@ const (
 // DefaultBytes keeps shards near the size HF tooling writes, so a 7B checkpoint has a few files.
 const DefaultBytes = 5_000_000_000
 
-// Align is the alignment Plan keeps for every tensor whose byte size is a multiple of it (every matrix of the
-// model): a cache line, so that each 64-byte load of a matrix row (an AMX tile row, an AVX-512 vector) reads one line
-// and not two (docs/BENCHMARKS.md "Aligned weights").
-const Align = 64
-
 // ErrIndex marks an index file that cannot be trusted: unreadable, empty, or pointing outside its directory.
 var ErrIndex = errors.New("invalid weight index")
 
@@ -59,9 +54,9 @@ func byteSize(t safetensors.TensorSpec) int64 {
 }
 
 // Plan fills files in the given order up to limit bytes each (a bigger tensor gets a file of its own). Inside
-// a file the tensors whose byte sizes are multiples of Align come first, so from the aligned data region (the
-// safetensors writer pads its header so) every one of them starts aligned, as the core multiplies matrices in place;
-// then the rest by decreasing element size, so they stay naturally aligned. Both sorts are stable.
+// a file the tensors whose byte sizes are multiples of safetensors.DataAlign come first, so from the aligned data
+// region every one of them starts aligned, as the core multiplies matrices in place; then the rest by decreasing
+// element size, so they stay naturally aligned. Both sorts are stable.
 func Plan(tensors []safetensors.TensorSpec, limit int64) []Shard {
 	if limit <= 0 {
 		limit = DefaultBytes
@@ -80,7 +75,7 @@ func Plan(tensors []safetensors.TensorSpec, limit int64) []Shard {
 	for i := range shards {
 		ts := shards[i].Tensors
 		sort.SliceStable(ts, func(a, b int) bool {
-			wholeA, wholeB := byteSize(ts[a])%Align == 0, byteSize(ts[b])%Align == 0
+			wholeA, wholeB := byteSize(ts[a])%safetensors.DataAlign == 0, byteSize(ts[b])%safetensors.DataAlign == 0
 			if wholeA != wholeB {
 				return wholeA
 			}
