@@ -65,7 +65,7 @@ std::unique_ptr<CompactBf16> compact_bf16(Ops& ops, const void* bits, int64_t ro
     w->cols = cols;
     const int64_t groups = cols / kCompactGroup, tail = cols - groups * kCompactGroup;
     w->row_bytes = groups * kCompactGroupBytes + tail * 2;
-    w->data = std::make_unique<uint8_t[]>(size_t(rows * w->row_bytes));
+    w->data = huge_array<uint8_t>(size_t(rows * w->row_bytes), "compact weights");
 
     const int g0 = choose_window(ops, bits, rows, cols);
     std::array<uint8_t, 256> code_of{};  // high byte → code, 0 outside the table

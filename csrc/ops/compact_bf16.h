@@ -19,6 +19,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/huge_array.h"
 #include "ops/ops.h"
 
 namespace nc::ops {
@@ -35,7 +36,7 @@ struct CompactBf16 {
     alignas(64) std::array<uint16_t, 32> high{};
     // The same as bytes (high[c] >> 8), twice: the AVX2 decode's in-lane byte lookup (compact_group_avx2).
     alignas(32) std::array<uint8_t, 32> high_byte{};
-    std::unique_ptr<uint8_t[]> data;  // rows · row_bytes
+    HugeArray<uint8_t> data;  // rows · row_bytes (core/huge_array.h)
     // Patches of row r: patch_col/patch_bits [patch_start[r], patch_start[r + 1]), columns increasing.
     std::vector<int64_t> patch_start;
     std::vector<uint32_t> patch_col;

@@ -1,5 +1,5 @@
-// KV cache, sequences, sampler, the thread pool's per-share state and the batched step through the C ABI, on the small
-// fixture model.
+// KV cache, sequences, sampler, the thread pool's per-share state, huge-page arrays and the batched step through the C
+// ABI, on the small fixture model.
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "core/huge_array.h"
 #include "fixtures.h"
 #include "nextchat.h"
 #include "runtime/kv_cache.h"
@@ -19,6 +20,17 @@
 #include "runtime/thread_pool.h"
 
 namespace {
+
+// Re-coded weights' arrays: zeroed, on a cache line, and on a 2 MiB boundary (where huge pages can map them) once they
+// span one.
+TEST(HugeArray, ZeroedAndAligned) {
+    for (size_t n : {size_t(1), size_t(100), size_t(3) << 20}) {
+        const auto a = nc::huge_array<uint8_t>(n, "test");
+        const uintptr_t at = reinterpret_cast<uintptr_t>(a.get());
+        EXPECT_EQ(at % (n >= (size_t(1) << 21) ? size_t(1) << 21 : 64), 0u) << n;
+        EXPECT_TRUE(std::all_of(a.get(), a.get() + n, [](uint8_t v) { return v == 0; })) << n;
+    }
+}
 
 TEST(KVCache, AllocatesUntilFullThenFailsClearly) {
     const nc_config c = nc_test::small_config();
