@@ -55,6 +55,40 @@ func ParseDType(s string) (DType, error) {
 	return 0, fmt.Errorf("unknown dtype %q (want f32, f16 or bf16)", s)
 }
 
+// LLMWeights is how the language model's matrices (its layers' and lm_head) are held in memory.
+type LLMWeights int
+
+const (
+	// LLMWeightsAsStored maps them from the files as they are.
+	LLMWeightsAsStored LLMWeights = C.NC_LLM_WEIGHTS_AS_STORED
+	// LLMWeightsCompact re-codes bf16 matrices in 12 bits per weight at load, losslessly (docs/ARCHITECTURE.md
+	// "Compact weights"): 25 % less memory for them and faster memory-bound decoding.
+	LLMWeightsCompact LLMWeights = C.NC_LLM_WEIGHTS_COMPACT
+	// LLMWeightsInt8 quantizes them at load to 8 bits per weight with a float32 scale per row (docs/ARCHITECTURE.md
+	// "Int8 weights"): half the memory of bf16 and about half the bytes read per decode step, but LOSSY — outputs
+	// no longer match the reference exactly.
+	LLMWeightsInt8 LLMWeights = C.NC_LLM_WEIGHTS_INT8
+)
+
+var llmWeightsNames = map[LLMWeights]string{LLMWeightsAsStored: "stored", LLMWeightsCompact: "compact", LLMWeightsInt8: "int8"}
+
+func (w LLMWeights) String() string {
+	if name, ok := llmWeightsNames[w]; ok {
+		return name
+	}
+	return fmt.Sprintf("llm-weights(%d)", int(w))
+}
+
+// ParseLLMWeights reads "stored", "compact" or "int8".
+func ParseLLMWeights(s string) (LLMWeights, error) {
+	for w, name := range llmWeightsNames {
+		if s == name {
+			return w, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown LLM weights %q (want stored, compact or int8)", s)
+}
+
 // TensorRef says where one tensor's bytes are: File indexes the file list given to OpenModel.
 type TensorRef struct {
 	Name   string
@@ -73,9 +107,8 @@ type ModelParams struct {
 	Backend Backend
 	Device  int
 	Threads int // CPU compute threads; 0 = one per hardware thread
-	// CompactLLMWeights re-codes the language model's bf16 matrices in 12 bits per weight at load, losslessly
-	// (docs/ARCHITECTURE.md "Compact weights"): 25 % less memory for them and faster memory-bound decoding.
-	CompactLLMWeights bool
+	// LLMWeights is how the language model's matrices are held (the zero value: as stored).
+	LLMWeights LLMWeights
 }
 
 // MemoryReport is the core's account of a loaded model's memory.
@@ -152,9 +185,7 @@ func OpenModel(p ModelParams) (*Model, error) {
 	params.backend = C.int32_t(p.Backend)
 	params.device = C.int32_t(p.Device)
 	params.threads = C.int32_t(p.Threads)
-	if p.CompactLLMWeights {
-		params.llm_weights = C.NC_LLM_WEIGHTS_COMPACT
-	}
+	params.llm_weights = C.int32_t(p.LLMWeights)
 	if len(files) > 0 {
 		pinner.Pin(&files[0])
 		params.files = &files[0]

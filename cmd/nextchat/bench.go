@@ -50,8 +50,8 @@ type benchOptions struct {
 	temperature  float32 // llm: 0 = greedy decode
 	topK         int
 	topP         float32
-	prefillChunk int  // chat: engine.Options.PrefillChunk
-	compact      bool // llm, chat, serve: engine.Options.CompactWeights
+	prefillChunk int                 // chat: engine.Options.PrefillChunk
+	weights      bindings.LLMWeights // llm, chat, serve: engine.Options.LLMWeights
 }
 
 // benchReport is what a benchmark prints, and its --json form. Work is counted from the config as the FLOPs of
@@ -76,7 +76,7 @@ type benchReport struct {
 	Shape             map[string]int `json:"shape"`
 	KVDType           string         `json:"kv_dtype,omitempty"`            // llm: the KV cache's dtype
 	Sampling          string         `json:"sampling,omitempty"`            // llm: how decode steps chose tokens
-	LLMWeights        string         `json:"llm_weights,omitempty"`         // llm, chat, serve: "compact" with --compact-weights
+	LLMWeights        string         `json:"llm_weights,omitempty"`         // llm, chat, serve: --llm-weights when not "stored"
 	MeanBatch         float64        `json:"mean_batch,omitempty"`          // chat: sequences per engine step
 	LongestGapSeconds float64        `json:"longest_gap_seconds,omitempty"` // chat: a streaming answer's longest wait
 	FirstTokenSeconds float64        `json:"first_token_seconds,omitempty"` // serve: clients' mean wait for text
@@ -116,7 +116,8 @@ func benchCommand() command {
 			fs.IntVar(&o.topK, "top-k", 0, "llm: with --temperature, sample among the k most likely tokens (0 = all)")
 			fs.Float32Var(&o.topP, "top-p", 1, "llm: with --temperature, sample within this probability mass")
 			fs.IntVar(&o.prefillChunk, "prefill-chunk", 0, "chat: prompt rows per step while other requests step (0 = the engine's 128, -1 = whole prompts)")
-			fs.BoolVar(&o.compact, "compact-weights", false, "llm, chat, serve: "+compactWeightsUsage)
+			var weights llmWeightsFlags
+			weights.register(fs, "llm, chat, serve: ")
 			fs.IntVar(&o.repeat, "repeat", 3, "timed runs after one warm-up; the fastest is reported")
 			fs.Float64Var(&o.probeSeconds, "probe-seconds", 2, "how long to measure the FMA peak")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
@@ -131,15 +132,20 @@ func benchCommand() command {
 				if o.model == "" || o.images < 1 || o.prompts < 1 || o.repeat < 1 || o.threads < 0 || o.probeSeconds <= 0 {
 					return usageError("bench needs --model DIR, --images ≥ 1, --prompts ≥ 1, --repeat ≥ 1, --threads ≥ 0, --probe-seconds > 0")
 				}
-				if o.compact && !slices.Contains([]string{"llm", "chat", "serve"}, args[0]) {
-					return usageError("--compact-weights applies to the llm, chat and serve benchmarks")
+				held, err := weights.value()
+				if err != nil {
+					return err
 				}
+				if held != bindings.LLMWeightsAsStored && !slices.Contains([]string{"llm", "chat", "serve"}, args[0]) {
+					return usageError("--llm-weights and --compact-weights apply to the llm, chat and serve benchmarks")
+				}
+				o.weights = held
 				r, err := benchmarks()[i].run(ctx, o)
 				if err != nil {
 					return err
 				}
-				if o.compact {
-					r.LLMWeights = "compact"
+				if o.weights != bindings.LLMWeightsAsStored {
+					r.LLMWeights = o.weights.String()
 					for i := range r.Stages {
 						r.Stages[i].LLMWeights = r.LLMWeights
 					}
@@ -150,6 +156,12 @@ func benchCommand() command {
 	}
 }
 
+// llmWeightsNote says what a report's llm_weights means beside its name.
+var llmWeightsNote = map[string]string{
+	"compact": "bf16 in 12 bits per weight, losslessly",
+	"int8":    "8 bits per weight and a scale per row: lossy",
+}
+
 // openBenchModel loads a model directory with the benchmark's thread count.
 func openBenchModel(o benchOptions) (*modeldir.Dir, *bindings.Model, error) {
 	d, err := modeldir.Open(o.model)
@@ -157,7 +169,7 @@ func openBenchModel(o benchOptions) (*modeldir.Dir, *bindings.Model, error) {
 		return nil, nil, err
 	}
 	m, err := bindings.OpenModel(bindings.ModelParams{Config: d.Config, Files: d.Files, Tensors: d.Refs(),
-		Backend: bindings.CPU, Threads: o.threads, CompactLLMWeights: o.compact})
+		Backend: bindings.CPU, Threads: o.threads, LLMWeights: o.weights})
 	if err != nil {
 		return nil, nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}
@@ -284,7 +296,7 @@ func writeBench(w io.Writer, r benchReport) error {
 		fmt.Fprintf(tw, "sampling\t%s\n", r.Sampling)
 	}
 	if r.LLMWeights != "" {
-		fmt.Fprintf(tw, "llm weights\t%s (bf16 in 12 bits per weight, losslessly)\n", r.LLMWeights)
+		fmt.Fprintf(tw, "llm weights\t%s (%s)\n", r.LLMWeights, llmWeightsNote[r.LLMWeights])
 	}
 	if r.LongestGapSeconds > 0 {
 		fmt.Fprintf(tw, "streaming\t%.3f s longest gap between the deltas of the answer streaming meanwhile\n", r.LongestGapSeconds)

@@ -129,7 +129,7 @@ func openBenchEngine(o benchOptions, sequences int) (*engine.Engine, error) {
 	}
 	eo := engine.DefaultOptions()
 	eo.Threads, eo.KVDType, eo.ContextTokens, eo.PrefillChunk = o.threads, kv, 1024, o.prefillChunk
-	eo.MaxSequences, eo.CompactWeights = sequences, o.compact
+	eo.MaxSequences, eo.LLMWeights = sequences, o.weights
 	for _, b := range o.batches {
 		if b < 1 {
 			return nil, usageError("batch sizes must be ≥ 1")

@@ -32,7 +32,10 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"bench", "nope", "--model", "x"}, `unknown benchmark "nope"`},
 		{[]string{"bench", "vision"}, "needs --model"},
 		{[]string{"bench", "vision", "--model", "x", "--images", "0"}, "--images ≥ 1"},
-		{[]string{"bench", "sam", "--model", "x", "--compact-weights"}, "--compact-weights applies to the llm, chat and serve"},
+		{[]string{"bench", "sam", "--model", "x", "--compact-weights"}, "--llm-weights and --compact-weights apply to the llm, chat and serve"},
+		{[]string{"bench", "vision", "--model", "x", "--llm-weights", "int8"}, "--llm-weights and --compact-weights apply to the llm, chat and serve"},
+		{[]string{"bench", "llm", "--model", "x", "--llm-weights", "int4"}, `unknown LLM weights "int4" (want stored, compact or int8)`},
+		{[]string{"bench", "llm", "--model", "x", "--llm-weights", "int8", "--compact-weights"}, "--compact-weights and --llm-weights int8 ask for different weights"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
 		assert.Equal(t, 2, code, tc.args)

@@ -31,11 +31,16 @@ func groundCommand() command {
 			withMask := fs.Bool("mask", false, "also segment each expression with SAM (masks as COCO RLE in --json)")
 			iouThreshold := fs.Float64("iou-threshold", 0, "drop masks whose predicted IoU is below this (0 keeps all)")
 			ctxTokens := fs.Int("ctx", 0, "positions per expression's sequence: the memory plan's context (0 = the longest expression's prompt)")
-			compact := fs.Bool("compact-weights", false, compactWeightsUsage)
+			var weights llmWeightsFlags
+			weights.register(fs, "")
 			reportRSS := fs.Bool("report-rss", false, "print the process's peak resident memory and the memory plan's host total to stderr at the end")
 			return func(ctx context.Context, e *env, args []string) error {
 				if *model == "" || *image == "" || len(args) == 0 {
 					return usageError("ground needs --model DIR, --image FILE and at least one expression")
+				}
+				held, err := weights.value()
+				if err != nil {
+					return err
 				}
 				img, err := decodeImageFile(*image)
 				if err != nil {
@@ -46,7 +51,7 @@ func groundCommand() command {
 					return err
 				}
 				o := engine.DefaultOptions()
-				o.Threads, o.KVDType, o.ContextTokens, o.CompactWeights = *threads, bindings.F16, *ctxTokens, *compact
+				o.Threads, o.KVDType, o.ContextTokens, o.LLMWeights = *threads, bindings.F16, *ctxTokens, held
 				if o.ContextTokens == 0 {
 					o.ContextTokens = need.Context
 				}

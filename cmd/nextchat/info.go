@@ -63,7 +63,8 @@ func infoCommand() command {
 			kvDType := fs.String("kv-dtype", "f16", "--plan: KV cache dtype: f16, bf16 or f32")
 			device := fs.String("device", "cpu", "--plan: cpu, or cuda for the layout the CUDA backend will use")
 			threads := fs.Int("threads", 0, "--plan: CPU threads per op pool (0 = all)")
-			compact := fs.Bool("compact-weights", false, "--plan: for "+compactWeightsUsage+"; the plan re-codes them to count their bytes")
+			var weights llmWeightsFlags
+			weights.register(fs, "--plan, which re-codes the weights to count their bytes: ")
 			return func(_ context.Context, e *env, args []string) error {
 				if *model == "" || len(args) > 0 {
 					return usageError("info needs --model DIR and no arguments")
@@ -81,7 +82,11 @@ func infoCommand() command {
 						return usageError("--plan needs --batch ≥ 1, --ctx ≥ 0, --step-rows ≥ 0 and --threads ≥ 0")
 					}
 					o := planOptions(*ctxTokens, *batch, *threads, kv, backend)
-					o.MaxStepRows, o.CompactWeights = *stepRows, *compact
+					held, err := weights.value()
+					if err != nil {
+						return err
+					}
+					o.MaxStepRows, o.LLMWeights = *stepRows, held
 					p, err := buildPlan(*model, o)
 					if err != nil {
 						return err
@@ -174,7 +179,7 @@ func buildPlan(path string, o engine.Options) (planReport, error) {
 		return planReport{}, err
 	}
 	m, err := bindings.OpenModel(bindings.ModelParams{Config: d.Config, Files: d.Files, Tensors: d.Refs(),
-		Backend: bindings.CPU, CompactLLMWeights: o.CompactWeights})
+		Backend: bindings.CPU, LLMWeights: o.LLMWeights})
 	if err != nil {
 		return planReport{}, fmt.Errorf("load %s: %w", d.Path, err)
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+
+	"github.com/nextchat/nextchat/bindings"
 )
 
 // command is one subcommand: its flags are registered on fs, run gets the positional arguments.
@@ -44,9 +46,36 @@ func commands() []command {
 	return cmds
 }
 
-// compactWeightsUsage describes --compact-weights, which every command that loads the language model takes.
-const compactWeightsUsage = "hold the language model's bf16 matrices in 12 bits per weight, losslessly: 25% less " +
-	"memory for them and faster decoding at small batches, for a one-off re-coding at load (docs/USAGE.md)"
+// llmWeightsFlags are --llm-weights MODE, which every command that loads the language model takes, and
+// --compact-weights, its shorthand for --llm-weights compact.
+type llmWeightsFlags struct {
+	mode    string
+	compact bool
+}
+
+// register adds both flags to fs; `prefix` leads their help (which benchmarks or modes take them).
+func (f *llmWeightsFlags) register(fs *pflag.FlagSet, prefix string) {
+	fs.StringVar(&f.mode, "llm-weights", "stored", prefix+"how to hold the language model's matrices: stored (as the "+
+		"files hold them), compact (bf16 in 12 bits per weight, losslessly: 25% less memory, faster decoding at small "+
+		"batches) or int8 (8 bits per weight with a scale per row: half of bf16's memory, faster still, but LOSSY: "+
+		"answers can differ from the reference); compact and int8 re-code at load (docs/USAGE.md)")
+	fs.BoolVar(&f.compact, "compact-weights", false, prefix+"the same as --llm-weights compact")
+}
+
+// value is the mode asked for; a usage error for an unknown mode or --compact-weights beside another one.
+func (f llmWeightsFlags) value() (bindings.LLMWeights, error) {
+	w, err := bindings.ParseLLMWeights(f.mode)
+	if err != nil {
+		return 0, usageError("--llm-weights: %v", err)
+	}
+	if f.compact {
+		if w != bindings.LLMWeightsAsStored && w != bindings.LLMWeightsCompact {
+			return 0, usageError("--compact-weights and --llm-weights %s ask for different weights", w)
+		}
+		w = bindings.LLMWeightsCompact
+	}
+	return w, nil
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -103,9 +103,10 @@ func TestGroundReportsPeakRSSAndRefusesOverPlan(t *testing.T) {
 	assert.Contains(t, stderr, "(--ctx)")
 }
 
-// --compact-weights reaches the core from info --plan and ground: the plan's LLM weights shrink, and grounding gives
-// the same boxes (the same weights; only sums over patched weights may round differently).
-func TestCompactWeightsFlag(t *testing.T) {
+// --compact-weights and --llm-weights reach the core from info --plan and ground: the plan's LLM weights shrink (int8
+// below compact), and grounding gives the same boxes with compact weights (the same weights; only sums over patched
+// weights may round differently) and boxes near them with int8 weights (lossy).
+func TestLLMWeightsFlags(t *testing.T) {
 	dir := realTokenizerModel(t)
 	llmWeights := func(args ...string) uint64 {
 		code, out, stderr := runCLI(append([]string{"info", "--model", dir, "--plan", "--json", "--ctx", "64"}, args...)...)
@@ -122,6 +123,9 @@ func TestCompactWeightsFlag(t *testing.T) {
 	}
 	stored, compact := llmWeights(), llmWeights("--compact-weights")
 	assert.Less(t, compact, stored)
+	assert.Equal(t, compact, llmWeights("--llm-weights", "compact"))
+	int8 := llmWeights("--llm-weights", "int8")
+	assert.Less(t, int8, compact)
 
 	image := "../../testdata/images/wide_64x48.png"
 	// ground's plan weights (its --report-rss line) and boxes.
@@ -143,6 +147,13 @@ func TestCompactWeightsFlag(t *testing.T) {
 	for i := range want {
 		for j := range want[i].Box {
 			assert.InDelta(t, want[i].Box[j], got[i].Box[j], 1e-4, "expression %d coordinate %d", i, j)
+		}
+	}
+	int8Weights, near := ground("--llm-weights", "int8", "the red circle", "the blue square")
+	assert.Equal(t, stored-int8, storedWeights-int8Weights, "the LLM's bytes are all that changes")
+	for i := range want {
+		for j := range want[i].Box {
+			assert.InDelta(t, want[i].Box[j], near[i].Box[j], 0.05, "expression %d coordinate %d", i, j)
 		}
 	}
 }

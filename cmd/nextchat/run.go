@@ -33,7 +33,8 @@ type answerFlags struct {
 	temperature, topP, repPenalty float32
 	seed                          uint64
 	stop                          []string
-	noMask, compact               bool
+	noMask                        bool
+	weights                       llmWeightsFlags
 	iouThreshold                  float64
 }
 
@@ -53,7 +54,7 @@ func (f *answerFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all)")
 	fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
 	fs.IntVar(&f.context, "ctx", 0, "positions per sequence, prompt and answer: the memory plan's context (0 = the model's maximum)")
-	fs.BoolVar(&f.compact, "compact-weights", false, compactWeightsUsage)
+	f.weights.register(fs, "")
 }
 
 // open opens the engine for sequences at once (one image per command).
@@ -62,8 +63,12 @@ func (f answerFlags) open(sequences int) (*engine.Engine, error) {
 	if err != nil {
 		return nil, usageError("%v", err)
 	}
+	weights, err := f.weights.value()
+	if err != nil {
+		return nil, err
+	}
 	o := engine.DefaultOptions()
-	o.Threads, o.KVDType, o.ContextTokens, o.CompactWeights = f.threads, kv, f.context, f.compact
+	o.Threads, o.KVDType, o.ContextTokens, o.LLMWeights = f.threads, kv, f.context, weights
 	o.MaxSequences = sequences
 	o.FeatureCacheImages, o.SAMCacheImages = 1, 1
 	return engine.Open(f.model, o)

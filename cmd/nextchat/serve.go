@@ -26,7 +26,7 @@ type serveFlags struct {
 	apiKey                                string
 	overcommit                            bool
 	threads, context, sequences, stepRows int
-	compact                               bool
+	weights                               llmWeightsFlags
 	prefixCache, maxWaiting, maxTokens    int
 	maxBodyMiB                            int64
 	iouThreshold                          float64
@@ -52,7 +52,7 @@ func serveCommand() command {
 			fs.Int64Var(&f.maxBodyMiB, "max-body-mib", 32, "largest request body, inline images included (MiB)")
 			fs.Float64Var(&f.iouThreshold, "iou-threshold", 0, "drop masks whose predicted IoU is below this unless a request says (0 = the demo's 0.3, negative = keep all)")
 			fs.IntVar(&f.threads, "threads", 0, "CPU threads (0 = all)")
-			fs.BoolVar(&f.compact, "compact-weights", false, compactWeightsUsage)
+			f.weights.register(fs, "")
 			fs.StringVar(&f.kvDType, "kv-dtype", "f16", "KV cache dtype: f16, bf16 or f32")
 			fs.DurationVar(&f.grace, "shutdown-grace", 30*time.Second, "on SIGINT/SIGTERM, how long running requests may finish before they are cancelled")
 			fs.BoolVar(&f.overcommit, "allow-overcommit", false, "serve even when the memory plan exceeds the machine's memory (weights paged from disk, or killed when the KV cache fills)")
@@ -81,9 +81,13 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 	if f.sequences < 1 {
 		return usageError("--max-sequences must be at least 1")
 	}
+	weights, err := f.weights.value()
+	if err != nil {
+		return err
+	}
 	o := engine.DefaultOptions()
 	o.Threads, o.KVDType, o.ContextTokens, o.MaxSequences = f.threads, kv, f.context, f.sequences
-	o.MaxStepRows, o.PrefixCache, o.CompactWeights = f.stepRows, f.prefixCache, f.compact
+	o.MaxStepRows, o.PrefixCache, o.LLMWeights = f.stepRows, f.prefixCache, weights
 	if o.MaxStepRows == 0 { // a whole prompt in one step; prompts arriving together are chunked (engine.Options)
 		d, err := modeldir.Open(f.model)
 		if err != nil {
@@ -96,7 +100,7 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 		return err
 	}
 	defer eng.Close()
-	if err := fitsMemory(eng.Plan, f.overcommit, f.compact); err != nil {
+	if err := fitsMemory(eng.Plan, f.overcommit, weights); err != nil {
 		return err
 	}
 	srv := server.New(eng, server.Options{ModelName: f.name, MaxBodyBytes: f.maxBodyMiB << 20, MaxWaiting: f.maxWaiting,
@@ -138,8 +142,8 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 
 // fitsMemory refuses a plan larger than the machine's memory: the KV cache and workspaces are reserved but touched
 // only as requests fill them, so such a server would start and be killed (or page its weights from disk) under load
-// rather than now. Without compact weights, the refusal names them too.
-func fitsMemory(p bindings.Plan, overcommit, compact bool) error {
+// rather than now. With the LLM's weights as stored, the refusal names the smaller ways to hold them too.
+func fitsMemory(p bindings.Plan, overcommit bool, weights bindings.LLMWeights) error {
 	total, ok := physicalMemory()
 	if !ok || p.HostBytes <= total {
 		return nil
@@ -151,8 +155,9 @@ func fitsMemory(p bindings.Plan, overcommit, compact bool) error {
 		return nil
 	}
 	shrink := "lower --ctx (positions per sequence) or --max-sequences"
-	if !compact {
-		shrink += ", hold bf16 language-model weights in 12 bits with --compact-weights"
+	if weights == bindings.LLMWeightsAsStored {
+		shrink += ", hold bf16 language-model weights in 12 bits with --llm-weights compact (lossless) or in 8 with " +
+			"--llm-weights int8 (lossy)"
 	}
 	return fmt.Errorf("%s: %s, or pass --allow-overcommit", msg, shrink)
 }

@@ -126,14 +126,17 @@ func TestServeRefusesAPlanBeyondMemory(t *testing.T) {
 		t.Skip("no /proc/meminfo: the memory check does not apply here")
 	}
 	huge := bindings.Plan{HostBytes: 1 << 60, WeightsTotal: 1 << 40, KVBytes: 1 << 59}
-	err := fitsMemory(huge, false, false)
+	err := fitsMemory(huge, false, bindings.LLMWeightsAsStored)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "lower --ctx")
-	assert.Contains(t, err.Error(), "--compact-weights")
+	assert.Contains(t, err.Error(), "--llm-weights compact")
+	assert.Contains(t, err.Error(), "--llm-weights int8")
 	assert.Contains(t, err.Error(), "KV cache 536870912.0")
-	err = fitsMemory(huge, false, true)
-	require.Error(t, err)
-	assert.NotContains(t, err.Error(), "--compact-weights", "already compact")
-	assert.NoError(t, fitsMemory(huge, true, false))
-	assert.NoError(t, fitsMemory(bindings.Plan{HostBytes: 1 << 20}, false, false))
+	for _, held := range []bindings.LLMWeights{bindings.LLMWeightsCompact, bindings.LLMWeightsInt8} {
+		err = fitsMemory(huge, false, held)
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "--llm-weights", "already held smaller")
+	}
+	assert.NoError(t, fitsMemory(huge, true, bindings.LLMWeightsAsStored))
+	assert.NoError(t, fitsMemory(bindings.Plan{HostBytes: 1 << 20}, false, bindings.LLMWeightsAsStored))
 }

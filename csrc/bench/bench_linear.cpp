@@ -3,9 +3,10 @@
 // bytes read per second and the FLOP rate. The kernel set is the CPU backend's choice for the machine, capped as the
 // engine's by NEXTCHAT_CPU_ISA=avx512|avx2|portable.
 //
-//   nextchat_bench_linear OUTPUTS INPUTS MATRICES THREADS [bf16|compact|f16|f32] ROWS...
+//   nextchat_bench_linear OUTPUTS INPUTS MATRICES THREADS [bf16|compact|int8|f16|f32] ROWS...
 //
-// compact: bf16 weights re-coded as compact bf16 (ops/compact_bf16.h); the bytes per second are those it holds.
+// compact: bf16 weights re-coded as compact bf16 (ops/compact_bf16.h); int8: bf16 weights quantized to int8 rows
+// (ops/int8_rows.h). The bytes per second are those they hold.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "ops/compact_bf16.h"
+#include "ops/int8_rows.h"
 #include "ops/convert.h"
 #include "ops/cpu_simd.h"
 #include "ops/ops.h"
@@ -57,7 +59,7 @@ std::vector<std::vector<uint8_t>> random_weights(int count, int64_t outputs, int
 
 int main(int argc, char** argv) {
     if (argc < 7) {
-        std::fprintf(stderr, "usage: %s OUTPUTS INPUTS MATRICES THREADS bf16|compact|f16|f32 ROWS...\n", argv[0]);
+        std::fprintf(stderr, "usage: %s OUTPUTS INPUTS MATRICES THREADS bf16|compact|int8|f16|f32 ROWS...\n", argv[0]);
         return 2;
     }
     const int64_t outputs = std::atoll(argv[1]), inputs = std::atoll(argv[2]);
@@ -79,6 +81,7 @@ int main(int argc, char** argv) {
     for (float& v : x) v = dist(rng);
     auto ops = nc::ops::make_cpu_ops(threads);
     std::vector<std::unique_ptr<nc::ops::CompactBf16>> compact;
+    std::vector<std::unique_ptr<nc::ops::Int8Rows>> int8;
     std::vector<nc::ops::Weight> views;
     double bytes = 0;
     for (const auto& w : weights) {
@@ -86,6 +89,10 @@ int main(int argc, char** argv) {
             compact.push_back(nc::ops::compact_bf16(*ops, w.data(), outputs, inputs));
             views.push_back(nc::ops::Weight{dtype, nullptr, outputs, inputs, compact.back().get()});
             bytes += double(compact.back()->bytes());
+        } else if (dt == "int8") {
+            int8.push_back(nc::ops::quantize_int8(*ops, nc::ops::Weight{dtype, w.data(), outputs, inputs}, "w"));
+            views.push_back(nc::ops::Weight{NC_DTYPE_F32, nullptr, outputs, inputs, nullptr, int8.back().get()});
+            bytes += double(int8.back()->bytes());
         } else {
             views.push_back(nc::ops::Weight{dtype, w.data(), outputs, inputs});
             bytes += double(w.size());

@@ -63,7 +63,12 @@ typedef enum nc_llm_weights {
     /* Re-coded at load in 12 bits per weight, losslessly (docs/ARCHITECTURE.md "Compact weights"): 25 % less
      * memory for them and less to read per decode step, at a one-off cost at load; the files' pages are released.
      * NC_ERR_DTYPE when a layer matrix or lm_head is not bf16. */
-    NC_LLM_WEIGHTS_COMPACT = 1
+    NC_LLM_WEIGHTS_COMPACT = 1,
+    /* LOSSY, opt-in: quantized at load to 8 bits per weight with one float32 scale per output row (docs/ARCHITECTURE.md
+     * "Int8 weights"); activations and sums stay float32. Half the memory of bf16 for them and about half the bytes
+     * read per decode step; outputs no longer match the reference exactly. Any stored dtype; NC_ERR_DTYPE when a
+     * weight is not finite. */
+    NC_LLM_WEIGHTS_INT8 = 2
 } nc_llm_weights;
 
 typedef enum nc_backend {

@@ -54,7 +54,8 @@ Llm::Llm(const nc_config& c, const WeightStore& w)
     }
 }
 
-void Llm::compact(ops::Ops& ops) {
+void Llm::recode(ops::Ops& ops, nc_llm_weights how) {
+    if (how == NC_LLM_WEIGHTS_AS_STORED) return;
     std::vector<std::pair<std::string, ops::Weight*>> matrices;
     for (size_t i = 0; i < layers_.size(); ++i) {
         const auto m = layers_[i].matrices();
@@ -63,23 +64,33 @@ void Llm::compact(ops::Ops& ops) {
     matrices.emplace_back("lm_head.weight", &lm_head_);
     // Asked for and impossible is an error, not a silent no-op: the caller expects the memory it asked to save.
     for (const auto& [name, w] : matrices) {
-        if (w->dtype != NC_DTYPE_BF16) {
+        if (how == NC_LLM_WEIGHTS_COMPACT && w->dtype != NC_DTYPE_BF16) {
             fail(NC_ERR_DTYPE, "compact LLM weights re-code bf16 matrices; " + name + " is " + dtype_name(w->dtype) +
                                    " (nextchat convert --dtype bf16 converts a checkpoint)");
         }
     }
     for (const auto& [name, w] : matrices) {
-        const uint64_t stored = uint64_t(w->rows * w->cols) * 2;
-        compact_.push_back(ops::compact_bf16(ops, w->data, w->rows, w->cols));
+        const uint64_t stored = uint64_t(w->rows * w->cols) * uint64_t(dtype_size(w->dtype));
+        ops::Weight held{w->dtype, nullptr, w->rows, w->cols};
+        if (how == NC_LLM_WEIGHTS_COMPACT) {
+            compact_.push_back(ops::compact_bf16(ops, w->data, w->rows, w->cols));
+            held.compact = compact_.back().get();
+        } else {
+            int8_.push_back(ops::quantize_int8(ops, *w, name));
+            held.dtype = NC_DTYPE_F32;
+            held.int8 = int8_.back().get();
+        }
         release_file_pages(w->data, stored);
-        compacted_stored_bytes_ += stored;
-        *w = ops::Weight{w->dtype, nullptr, w->rows, w->cols, compact_.back().get()};
+        recoded_stored_bytes_ += stored;
+        *w = held;
     }
+    held_as_ = how;
 }
 
-uint64_t Llm::compact_bytes() const {
+uint64_t Llm::recoded_bytes() const {
     uint64_t total = 0;
     for (const auto& c : compact_) total += c->bytes();
+    for (const auto& q : int8_) total += q->bytes();
     return total;
 }
 

@@ -11,6 +11,7 @@
 #include "model/weights.h"
 #include "nextchat.h"
 #include "ops/compact_bf16.h"
+#include "ops/int8_rows.h"
 #include "ops/ops.h"
 #include "runtime/kv_cache.h"
 
@@ -35,13 +36,15 @@ class Llm {
 
     Llm(const nc_config& config, const WeightStore& weights);
 
-    // Re-codes the matrices of the layers and lm_head as compact bf16 (ops/compact_bf16.h) on the ops' threads, and
-    // releases their files' pages; throws NC_ERR_DTYPE, before any work, when one is not bf16.
-    void compact(ops::Ops& ops);
-    // Bytes of the files' matrices compact() replaced, and of what replaced them.
-    uint64_t compacted_stored_bytes() const { return compacted_stored_bytes_; }
-    uint64_t compact_bytes() const;
-    bool compacted() const { return !compact_.empty(); }
+    // Re-codes the matrices of the layers and lm_head as `how` says on the ops' threads, and releases their files'
+    // pages: compact bf16 (ops/compact_bf16.h; throws NC_ERR_DTYPE, before any work, when one is not bf16) or int8
+    // rows (ops/int8_rows.h; any dtype, NC_ERR_DTYPE for a weight that is not finite). AS_STORED leaves them.
+    void recode(ops::Ops& ops, nc_llm_weights how);
+    // How the matrices are held (recode's `how`).
+    nc_llm_weights held_as() const { return held_as_; }
+    // Bytes of the files' matrices recode() replaced, and of what replaced them.
+    uint64_t recoded_stored_bytes() const { return recoded_stored_bytes_; }
+    uint64_t recoded_bytes() const;
 
     Workspace workspace(int64_t rows) const;
     // Allocates the workspace of `rows` rows; forward then never allocates for up to that many.
@@ -74,8 +77,10 @@ class Llm {
     std::vector<float> inv_freq_;  // rope_inv_freq
     ops::Weight embed_, norm_, lm_head_;
     std::vector<Layer> layers_;
+    nc_llm_weights held_as_ = NC_LLM_WEIGHTS_AS_STORED;
     std::vector<std::unique_ptr<ops::CompactBf16>> compact_;
-    uint64_t compacted_stored_bytes_ = 0;
+    std::vector<std::unique_ptr<ops::Int8Rows>> int8_;
+    uint64_t recoded_stored_bytes_ = 0;
     // Step workspace (workspace()): reserved by a plan, else grown on demand and reused.
     std::vector<float> h_, q_, k_, v_, attn_, gate_, up_, rope_;
     std::vector<int32_t> positions_;

@@ -41,7 +41,8 @@ constexpr int64_t kImagesPerPass = 2;
 
 // A backend not compiled in, or a GPU ordinal that does not exist, is refused before any file is mapped.
 void check_llm_weights(const nc_model_params& params) {
-    if (params.llm_weights != NC_LLM_WEIGHTS_AS_STORED && params.llm_weights != NC_LLM_WEIGHTS_COMPACT) {
+    if (params.llm_weights != NC_LLM_WEIGHTS_AS_STORED && params.llm_weights != NC_LLM_WEIGHTS_COMPACT &&
+        params.llm_weights != NC_LLM_WEIGHTS_INT8) {
         fail(NC_ERR_INVALID_ARGUMENT, "unknown llm_weights code " + std::to_string(params.llm_weights));
     }
 }
@@ -80,7 +81,7 @@ Model::Model(const nc_model_params& params)
       sam_prompt_(config_, weights_),
       sam_decoder_(config_, weights_),
       sam_ops_(ops::make_cpu_ops(params.threads)) {
-    if (params.llm_weights == NC_LLM_WEIGHTS_COMPACT) llm_.compact(*ops_);
+    llm_.recode(*ops_, nc_llm_weights(params.llm_weights));  // a known code (check_llm_weights)
 }
 
 Model::~Model() = default;
@@ -327,7 +328,7 @@ bool Model::locate(StepRequest& r, const LlmSegment& s) {
 
 void Model::weight_bytes(std::array<uint64_t, NC_COMPONENT_COUNT>& required, uint64_t& unused) const {
     weights_.byte_counts(required, unused);
-    required[NC_COMPONENT_LLM] = required[NC_COMPONENT_LLM] - llm_.compacted_stored_bytes() + llm_.compact_bytes();
+    required[NC_COMPONENT_LLM] = required[NC_COMPONENT_LLM] - llm_.recoded_stored_bytes() + llm_.recoded_bytes();
 }
 
 nc_memory_report Model::memory(int32_t kv_dtype) const {
@@ -385,7 +386,7 @@ namespace {
 // What the CPU ops allocate for each stage at the plan's shapes: the op calls of llm.cpp, loc.cpp, vision.cpp,
 // projector.cpp, sam_encoder.cpp, sam_prompt.cpp and sam_decoder.cpp, in their shapes.
 std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_plan_request& r, int64_t sparse_tokens,
-                                                 bool compact_llm) {
+                                                 nc_llm_weights llm_weights) {
     std::array<OpScratch, NC_STAGE_COUNT> s;
     {  // LLM step and loc heads
         OpScratch& o = s[NC_STAGE_STEP];
@@ -398,9 +399,9 @@ std::array<OpScratch, NC_STAGE_COUNT> op_scratch(const nc_config& c, const nc_pl
         o.linear(T, I, {H});
         o.kv_attention(T, r.max_context, c.num_attention_heads, d);
         o.linear(B, H, {c.vocab_size});
-        if (compact_llm) {
-            o.compact_linear(H);
-            o.compact_linear(I);
+        if (llm_weights != NC_LLM_WEIGHTS_AS_STORED) {
+            o.recoded_linear(H, llm_weights);
+            o.recoded_linear(I, llm_weights);
         }
         for (int64_t rows : {int64_t(1), L}) {  // a located <at> per step; user boxes per nc_encode_boxes
             o.linear(rows, H, {c.loc_hidden_size});
@@ -497,7 +498,7 @@ nc_plan Model::plan(const nc_plan_request& request) const {
     p.kv_block_bytes = KVCache::block_bytes(config_, r.kv_block_size, nc_dtype(r.kv_dtype));
     p.kv_bytes = KVCache::allocation_bytes(config_, r.kv_block_size, p.kv_blocks, nc_dtype(r.kv_dtype));
     const auto workspace = workspace_plan(r);
-    const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens(), llm_.compacted());
+    const auto scratch = op_scratch(config_, r, sam_prompt_.sparse_tokens(), llm_.held_as());
     const bool cuda = r.backend == NC_BACKEND_CUDA;
     uint64_t derived = 0, stages = 0, scratch_total = 0;
     for (int st = 0; st < NC_STAGE_COUNT; ++st) {

@@ -148,12 +148,13 @@ void OpScratch::conv(int64_t pixels, int64_t in, int64_t out, int64_t kernel) {
     linear(chunk, k2 * in, {out});
 }
 
-void OpScratch::compact_linear(int64_t k) {
-    // cpu_gemv.cpp's expanded tile rows, cpu_gemm.cpp's expanded panel of a k-block, cpu_amx.cpp's expanded tiles:
-    // one of each per thread.
-    grow(compact_rows_,
-         ops::gemv_compact_bytes(k) + 2 * uint64_t(kTileCols * std::min(k, kBlockDepth)) + ops::amx_expanded_bytes(k),
-         per_thread_);
+void OpScratch::recoded_linear(int64_t k, nc_llm_weights how) {
+    // cpu_gemv.cpp's expanded tile rows, cpu_gemm.cpp's expanded panel of a k-block (bf16 for compact weights, float
+    // for int8 rows), cpu_amx.cpp's expanded tiles: one of each per thread.
+    const bool int8 = how == NC_LLM_WEIGHTS_INT8;
+    const uint64_t gemv = int8 ? ops::gemv_int8_bytes(k) : ops::gemv_compact_bytes(k);
+    const uint64_t panel = (int8 ? 4 : 2) * uint64_t(kTileCols * std::min(k, kBlockDepth));
+    grow(recoded_rows_, gemv + panel + ops::amx_expanded_bytes(k), per_thread_);
 }
 
 void OpScratch::resize(int64_t cols) { call_ = std::max<uint64_t>(call_, kTapBytes * uint64_t(cols)); }

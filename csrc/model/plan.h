@@ -35,8 +35,9 @@ class OpScratch {
     void norm(int64_t dim, bool with_bias);
     // conv2d with a kernel > 1 over `pixels` pixels of `in` channels to `out` (weights re-laid, im2col chunk).
     void conv(int64_t pixels, int64_t in, int64_t out, int64_t kernel);
-    // linear() on compact bf16 weights of input width k (their per-thread expanded rows; ops/compact_bf16.h).
-    void compact_linear(int64_t k);
+    // linear() on weights of input width k held as `how` says (their per-thread expanded rows; ops/compact_bf16.h,
+    // ops/int8_rows.h).
+    void recoded_linear(int64_t k, nc_llm_weights how);
     // resize_bilinear writing `cols` columns (its per-call taps).
     void resize(int64_t cols);
     // Bytes a stage's own code allocates for one call and frees (descriptors, per-call vectors).
@@ -60,7 +61,7 @@ class OpScratch {
     // cpu_amx.cpp's buffers (ops::AmxScratch).
     uint64_t amx_packed_ = 0, amx_padded_ = 0, amx_tiles_ = 0, gemm_panels_ = 0;
     uint64_t conv_weights_ = 0, conv_work_ = 0, kv_dense_ = 0;
-    uint64_t compact_rows_ = 0;  // compact_linear's per-thread buffers
+    uint64_t recoded_rows_ = 0;  // recoded_linear's per-thread buffers
 };
 
 // Threads of an op pool: nc_model_params.threads, 0 meaning one per hardware thread (ThreadPool's rule).

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ops/compact_bf16.h"
+#include "ops/int8_rows.h"
 #include "ops/cpu_simd.h"
 
 namespace nc::ops {
@@ -142,6 +143,11 @@ __attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float
     alignas(64) float bias[kTile] = {};
     if (t.out->bias != nullptr) convert_row(*t.out->bias, t.o, t.count, bias);
     const __m512 b = _mm512_load_ps(bias);
+    // Int8 rows' sums are of x · q: each output takes its row's scale (ops/int8_rows.h).
+    alignas(64) float scale[kTile] = {};
+    std::fill(scale, scale + kTile, 1.0f);
+    if (w.int8 != nullptr) std::copy_n(w.int8->scale.data() + t.o, t.count, scale);
+    const __m512 s = _mm512_load_ps(scale);
     // C's columns are y's rows: transposed in registers (16 loads, unpacks and shuffles; gathers cost more).
     __m512i rows_of_y[kTile];
     for (int64_t i = 0; i < kTile; ++i) rows_of_y[i] = _mm512_load_si512(c + i * kTile);
@@ -149,7 +155,7 @@ __attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float
     const __mmask16 valid = __mmask16((1u << t.count) - 1);
     for (int64_t r = 0; r < valid_rows; ++r) {
         float* y = t.out->y + (first + r0 + r) * w.rows + t.o;
-        _mm512_mask_storeu_ps(y, valid, _mm512_add_ps(b, _mm512_castsi512_ps(rows_of_y[r])));
+        _mm512_mask_storeu_ps(y, valid, _mm512_fmadd_ps(s, _mm512_castsi512_ps(rows_of_y[r]), b));
     }
     if (body == K) return;
     for (int64_t r = 0; r < valid_rows; ++r) {
@@ -166,7 +172,7 @@ __attribute__((target("avx512f"))) void store_tile(const AmxTile& t, const float
 // rows and the same for the LLM's prefill (docs/BENCHMARKS.md "Kernels").
 constexpr int64_t kBlockTiles = 32;
 
-// A compact weight's tiles (ops/compact_bf16.h) are expanded to bf16 a block at a time into the thread's buffer, once
+// A compact weight's tiles (ops/compact_bf16.h), and int8 rows' q (ops/int8_rows.h), are expanded to bf16 a block at a time into the thread's buffer, once
 // per chunk of rows, and multiplied from there like stored weights; the block is as many tiles as that buffer holds.
 struct ExpandedTiles {
     std::vector<uint16_t> bits;
@@ -176,9 +182,14 @@ int64_t expanded_block_tiles(int64_t K) {
     return std::clamp<int64_t>(kAmxExpandBytes / (kTile * K * 2) / 2 * 2, 2, kBlockTiles);
 }
 
-// The 16 rows of a compact weight's tile as bf16 at dst (rows past its end zero); returns dst.
+// The 16 rows of a compact weight's tile (or int8 rows' q) as bf16 at dst (rows past its end zero); returns dst.
 const uint16_t* expand_tile(const AmxTile& t, int64_t K, uint16_t* dst) {
-    expand_rows(*t.out->w->compact, t.o, t.count, dst, K);
+    const Weight& w = *t.out->w;
+    if (w.int8 != nullptr) {
+        expand_int8_bf16(*w.int8, t.o, t.count, dst, K);
+    } else {
+        expand_rows(*w.compact, t.o, t.count, dst, K);
+    }
     std::fill(dst + t.count * K, dst + kTile * K, uint16_t(0));
     return dst;
 }
@@ -325,8 +336,10 @@ bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n) {
     if (K < kKBlock) return false;
     int64_t outputs = 0;
     for (int32_t i = 0; i < n; ++i) {
-        if (outs[i].w->dtype != NC_DTYPE_BF16 || outs[i].w->cols != K) return false;
-        if (outs[i].w->compact != nullptr && rows < kAmxMinCompactRows) return false;
+        const Weight& w = *outs[i].w;
+        if ((w.dtype != NC_DTYPE_BF16 && w.int8 == nullptr) || w.cols != K) return false;
+        if (w.compact != nullptr && rows < kAmxMinCompactRows) return false;
+        if (w.int8 != nullptr && rows < kAmxMinInt8Rows) return false;
         outputs += outs[i].w->rows;
     }
     return outputs >= kAmxMinOutputs;
@@ -344,7 +357,7 @@ void amx_linears(ThreadPool& pool, AmxBuffers& buffers, const float* x, int64_t 
         const auto* data = static_cast<const uint16_t*>(w.data);
         for (int64_t o = 0; o < w.rows; o += kTile) {
             const int64_t count = std::min(kTile, w.rows - o);
-            if (w.compact != nullptr) {  // expanded by run_tiles
+            if (w.compact != nullptr || w.int8 != nullptr) {  // expanded by run_tiles
                 tiles.push_back({&outs[i], o, count, nullptr});
                 continue;
             }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ops/compact_bf16.h"
+#include "ops/int8_rows.h"
 #include "ops/cpu_simd.h"
 
 namespace nc::ops {
@@ -303,20 +304,22 @@ void pack_cols(const float* src, int64_t ld, int64_t kdim, int64_t n, float* dst
     }
 }
 
-// pack_rows for a compact weight (ops/compact_bf16.h): each panel's rows of the k-block expanded to bf16 in this
-// share's buffer, then packed as stored bf16 would be.
-struct CompactPanel {
-    std::vector<uint16_t> bits;
+// pack_rows for a re-coded weight: each panel's rows of the k-block expanded in this share's buffer by
+// expand(row, k0, kc, dst) to D's values, then packed as stored D would be. Compact weights (ops/compact_bf16.h) expand
+// to their exact bf16, int8 rows (ops/int8_rows.h) to the floats s · q.
+template <nc_dtype D>
+struct ExpandedPanel {
+    std::vector<std::conditional_t<D == NC_DTYPE_F32, float, uint16_t>> values;
 };
 
-template <Isa I>
-void pack_compact_rows(const CompactBf16& w, int64_t first, int64_t n, int64_t k0, int64_t kc, int W, float* dst) {
-    std::vector<uint16_t>& rows = share_local<CompactPanel>().bits;
+template <Isa I, nc_dtype D, class Expand>
+void pack_expanded_rows(int64_t first, int64_t n, int64_t k0, int64_t kc, int W, float* dst, Expand expand) {
+    auto& rows = share_local<ExpandedPanel<D>>().values;
     rows.resize(size_t(W * kc));
     for (int64_t p = 0; p * W < n; ++p) {
         const int64_t valid = std::min<int64_t>(W, n - p * W);
-        for (int64_t i = 0; i < valid; ++i) expand_segment(w, first + p * W + i, k0, kc, rows.data() + i * kc);
-        pack_rows<I, NC_DTYPE_BF16>(rows.data(), kc, 0, valid, 0, kc, W, dst + p * kc * W);
+        for (int64_t i = 0; i < valid; ++i) expand(first + p * W + i, k0, kc, rows.data() + i * kc);
+        pack_rows<I, D>(rows.data(), kc, 0, valid, 0, kc, W, dst + p * kc * W);
     }
 }
 
@@ -327,6 +330,7 @@ void pack_compact_rows(const CompactBf16& w, int64_t first, int64_t n, int64_t k
 struct LinearPart {
     const void* w;
     const CompactBf16* compact;  // instead of w, for a compact weight
+    const Int8Rows* int8;        // instead of w, for int8 rows
     int64_t N;
     const float* init;
     float* y;
@@ -336,7 +340,16 @@ struct LinearPart {
 // pack_rows of a part's weight, whichever way it is held.
 template <Isa I, nc_dtype D>
 void pack_part(const LinearPart& part, int64_t K, int64_t first, int64_t n, int64_t k0, int64_t kc, int W, float* dst) {
-    if (part.compact != nullptr) return pack_compact_rows<I>(*part.compact, first, n, k0, kc, W, dst);
+    if (part.compact != nullptr) {
+        return pack_expanded_rows<I, NC_DTYPE_BF16>(first, n, k0, kc, W, dst, [&](int64_t r, int64_t k, int64_t m, uint16_t* out) {
+            expand_segment(*part.compact, r, k, m, out);
+        });
+    }
+    if (part.int8 != nullptr) {
+        return pack_expanded_rows<I, NC_DTYPE_F32>(first, n, k0, kc, W, dst, [&](int64_t r, int64_t k, int64_t m, float* out) {
+            expand_int8_scaled(*part.int8, r, k, m, out);
+        });
+    }
     pack_rows<I, D>(part.w, K, first, n, k0, kc, W, dst);
 }
 
@@ -653,7 +666,7 @@ void gemm_linears(ThreadPool& pool, GemmBuffers& buffers, const float* x, int64_
         if (o.bias) {
             for (int64_t j = 0; j < o.w->rows; ++j) b[j] = weight_at(*o.bias, j);
         }
-        parts.push_back(LinearPart{o.w->data, o.w->compact, o.w->rows, b, o.y, offset});
+        parts.push_back(LinearPart{o.w->data, o.w->compact, o.w->int8, o.w->rows, b, o.y, offset});
         offset += round_up(o.w->rows, 32);
     }
     switch (cpu_isa()) {

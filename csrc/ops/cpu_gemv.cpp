@@ -6,6 +6,7 @@
 
 #include "ops/compact_bf16.h"
 #include "ops/cpu_simd.h"
+#include "ops/int8_rows.h"
 
 namespace nc::ops {
 
@@ -267,6 +268,18 @@ struct WideCompact {
     }
 };
 
+// Int8 rows (ops/int8_rows.h): a step is 32 bytes of q, sign-extended and converted to floats in order. The
+// kernel's sums are of x · q; gemv_linears scales them (scale_int8_outputs).
+struct WideInt8 {
+    static constexpr bool kSplitX = false;
+    static constexpr int64_t kStepBytes = kStep;
+    static float at(const char* row, int64_t k) { return float(reinterpret_cast<const int8_t*>(row)[k]); }
+    __attribute__((target("avx512f,avx2,fma,f16c"))) void load(const char* p, __m512& lo, __m512& hi) const {
+        lo = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+        hi = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16))));
+    }
+};
+
 // y[r, o] += Σ_k x[r, k] · w[o][k] for R rows × 4 outputs over k in [0, klen); x rows ldx apart (an output past
 // `outs` reads a valid row and is not stored). The lines of the `nnext` rows in `next` at the same k are prefetched
 // at the pace this tile is read (see block_avx512). The accumulators are named variables, not an array, so that
@@ -334,9 +347,12 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) void tile_avx512(const L& layou
 template <class L>
 __attribute__((target("avx512f,avx2,fma,f16c"))) void block_avx512(const Block& b, const L& layout) {
     const CompactBf16* compact = b.w->compact;
-    const char* base = compact != nullptr ? reinterpret_cast<const char*>(compact->row(0)) : static_cast<const char*>(b.w->data);
+    const Int8Rows* int8 = b.w->int8;
     const int64_t K = b.K, ldy = b.ldy;
-    const int64_t row_bytes = compact != nullptr ? compact->row_bytes : K * esize(b.w->dtype);
+    const char* base = static_cast<const char*>(b.w->data);
+    int64_t row_bytes = K * esize(b.w->dtype);
+    if (compact != nullptr) base = reinterpret_cast<const char*>(compact->row(0)), row_bytes = compact->row_bytes;
+    if (int8 != nullptr) base = reinterpret_cast<const char*>(int8->row(0)), row_bytes = int8->stride;
     const int64_t groups = (b.rows + kAvx512Rows - 1) / kAvx512Rows;
     for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
         const int outs = int(std::min<int64_t>(kOutTile, b.o1 - o));
@@ -402,27 +418,51 @@ int64_t prepare_x(const float* x, int64_t rows, int64_t K, XOrder order, std::ve
 // AVX2 at 4 / 6 rows 3.17 / 3.37 ms against 3.63 / 4.10 expanded; AVX-512 at 8 rows 3.29 against 3.83, at 16 rows 6.61
 // against 5.31).
 constexpr int64_t kCompactRowGroups = 2;
-struct CompactRows {
-    std::vector<uint16_t> bits;
+
+// Each tile's rows of a re-coded weight expanded by expand(o, outs, dst) to D's values in this share's buffer, then
+// the ISA's kernel for D over every row of x (x as prepared for it: `order`, rows ldxs apart).
+template <nc_dtype D>
+struct ExpandedRows {
+    std::vector<std::conditional_t<D == NC_DTYPE_F32, float, uint16_t>> values;
 };
 
-void block_compact_expanded(Isa isa, const Block& b) {
-    std::vector<uint16_t>& buf = share_local<CompactRows>().bits;
+template <nc_dtype D, class Expand>
+void block_expanded(Isa isa, const Block& b, Expand expand) {
+    auto& buf = share_local<ExpandedRows<D>>().values;
     buf.resize(size_t(kOutTile * b.K));
     for (int64_t o = b.o0; o < b.o1; o += kOutTile) {
         const int64_t outs = std::min<int64_t>(kOutTile, b.o1 - o);
-        expand_rows(*b.w->compact, o, outs, buf.data(), b.K);
-        const Weight rows{NC_DTYPE_BF16, buf.data(), outs, b.K};
+        expand(o, outs, buf.data());
+        const Weight rows{D, buf.data(), outs, b.K};
         const Block part{b.x, b.xs, b.order, b.ldxs, b.rows, b.K, &rows, 0, outs, b.y + o, b.ldy};
-        if (isa == Isa::Avx2) {
-            block_avx2<NC_DTYPE_BF16>(part);
-        } else {
-            block_avx512(part, Wide<NC_DTYPE_BF16>{});
+        switch (isa) {
+            case Isa::Portable: block_portable(part); break;
+            case Isa::Avx2: block_avx2<D>(part); break;
+            case Isa::Amx:
+            case Isa::Avx512: block_avx512(part, Wide<D>{}); break;
         }
     }
 }
 
+void block_compact_expanded(Isa isa, const Block& b) {
+    block_expanded<NC_DTYPE_BF16>(isa, b, [&](int64_t o, int64_t outs, uint16_t* dst) {
+        expand_rows(*b.w->compact, o, outs, dst, b.K);
+    });
+}
+
+// Int8 rows without AVX-512 (or beside a bf16 weight, which has x reordered for it): each tile's 4 rows of q expanded
+// to floats once, for the AVX2 or portable kernel, which read x as given. The sums are of x · q, like WideInt8's.
+void block_int8_expanded(Isa isa, const Block& b) {
+    block_expanded<NC_DTYPE_F32>(std::min(isa, Isa::Avx2), b, [&](int64_t o, int64_t outs, float* dst) {
+        expand_int8_f32(*b.w->int8, o, outs, dst, b.K);
+    });
+}
+
 void run_block(Isa isa, const Block& b) {
+    if (b.w->int8 != nullptr) {
+        if (isa == Isa::Avx512 && b.order == XOrder::AsIs) return block_avx512(b, WideInt8{});
+        return block_int8_expanded(isa, b);
+    }
     if (b.w->compact != nullptr && isa != Isa::Portable) {
         if (isa == Isa::Avx2 && b.rows <= kCompactRowGroups * kAvx2Rows && b.order == XOrder::CompactLanes) {
             return block_avx2_compact(b);
@@ -470,13 +510,15 @@ void init_outputs(const LinearOut& out, int64_t rows, int64_t o0, int64_t o1) {
 
 uint64_t gemv_compact_bytes(int64_t K) { return sizeof(uint16_t) * uint64_t(kOutTile * K); }
 
+uint64_t gemv_int8_bytes(int64_t K) { return sizeof(float) * uint64_t(kOutTile * K); }
+
 uint64_t gemv_scratch_bytes(int64_t rows, int64_t K) { return sizeof(float) * uint64_t(rows * prepared_ld(K) + 16); }
 
 void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_t rows, const LinearOut* outs,
                   int32_t n) {
     const Isa isa = cpu_isa();
     const int64_t K = outs[0].w->cols;
-    const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16;
+    const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16 && outs[0].w->int8 == nullptr;
     const bool compact = std::any_of(outs, outs + n, [](const LinearOut& o) { return o.w->compact != nullptr; });
     const float* xs = x;
     int64_t ldxs = K;
@@ -493,11 +535,13 @@ void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_
             const int64_t o0 = std::max<int64_t>(a - first, 0), o1 = std::min<int64_t>(b - first, out.w->rows);
             first += out.w->rows;
             if (o0 >= o1) continue;
-            init_outputs(out, rows, o0, o1);
+            const Int8Rows* int8 = out.w->int8;
+            init_outputs(LinearOut{out.w, int8 != nullptr ? nullptr : out.bias, out.y}, rows, o0, o1);
             // Every weight must share x's reordering: a bf16 weight is read split only when x was split.
-            const bool w_split = isa == Isa::Avx512 && out.w->dtype == NC_DTYPE_BF16;
+            const bool w_split = isa == Isa::Avx512 && out.w->dtype == NC_DTYPE_BF16 && int8 == nullptr;
             run_block(w_split == split ? isa : std::min(isa, Isa::Avx2),
                       Block{x, xs, order, ldxs, rows, K, out.w, o0, o1, out.y, out.w->rows});
+            if (int8 != nullptr) scale_int8_outputs(*int8, out.bias, o0, o1, rows, out.y, out.w->rows);
         }
     });
 }

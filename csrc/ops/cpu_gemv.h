@@ -31,6 +31,9 @@ void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_
 // plan's bound (model/plan.cpp).
 uint64_t gemv_compact_bytes(int64_t K);
 
+// The same for expanded int8 rows (as floats).
+uint64_t gemv_int8_bytes(int64_t K);
+
 // What GemvBuffers holds for rows of width K: the memory plan's bound (model/plan.cpp).
 uint64_t gemv_scratch_bytes(int64_t rows, int64_t K);
 

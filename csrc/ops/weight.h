@@ -11,6 +11,9 @@ namespace nc::ops {
 
 struct CompactBf16;  // ops/compact_bf16.h
 uint16_t compact_bits(const CompactBf16& w, int64_t r, int64_t c);
+struct Int8Rows;  // ops/int8_rows.h
+// The weight (r, c) of int8 rows as the ops use it: its row's scale times q.
+float int8_weight(const Int8Rows& w, int64_t r, int64_t c);
 
 struct Weight {
     nc_dtype dtype;
@@ -19,11 +22,15 @@ struct Weight {
     int64_t cols;      // input features; the length for a vector
     // A bf16 matrix held in 12 bits per weight (ops/compact_bf16.h) instead of its stored bytes; dtype is BF16.
     const CompactBf16* compact = nullptr;
+    // A matrix quantized to int8 rows (ops/int8_rows.h) in place of its stored bytes; dtype is F32 (its weights are
+    // the float32 products scale · q), data is null.
+    const Int8Rows* int8 = nullptr;
 };
 
 // Element i (row-major) of a weight, as float.
 inline float weight_at(const Weight& w, int64_t i) {
     if (w.compact != nullptr) return bf16_to_f32(compact_bits(*w.compact, i / w.cols, i % w.cols));
+    if (w.int8 != nullptr) return int8_weight(*w.int8, i / w.cols, i % w.cols);
     switch (w.dtype) {
         case NC_DTYPE_F32: {
             float f;

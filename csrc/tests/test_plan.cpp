@@ -62,15 +62,16 @@ uint64_t sum(const uint64_t* v, int n) {
 
 class Plan : public testing::Test {
   protected:
-    // The fixture's weights: float32, or bf16 held compact (PlannedCompactWork).
-    virtual bool compact() const { return false; }
+    // How the fixture's LLM weights are held: float32 as stored, bf16 held compact (PlannedCompactWork) or float32
+    // quantized to int8 rows (PlannedInt8Work).
+    virtual nc_llm_weights held_as() const { return NC_LLM_WEIGHTS_AS_STORED; }
 
     void SetUp() override {
-        file = std::make_unique<nc_test::WeightFile>(config, "plan", compact() ? NC_DTYPE_BF16 : NC_DTYPE_F32);
+        file = std::make_unique<nc_test::WeightFile>(config, "plan", held_as() == NC_LLM_WEIGHTS_COMPACT ? NC_DTYPE_BF16 : NC_DTYPE_F32);
         files[0] = file->path().c_str();
         nc_model_params p = nc_test::cpu_params(config, files, 1, file->refs());
         p.threads = 2;
-        p.llm_weights = compact() ? NC_LLM_WEIGHTS_COMPACT : NC_LLM_WEIGHTS_AS_STORED;
+        p.llm_weights = held_as();
         ASSERT_EQ(nc_model_open(&p, &model), NC_OK) << nc_last_error();
         dims.struct_size = sizeof(dims);
         ASSERT_EQ(nc_model_get_dims(model, &dims), NC_OK) << nc_last_error();
@@ -464,13 +465,22 @@ TEST_F(PlannedWork, DecodeStepsAllocateNothing) { decode_steps_allocate_nothing(
 // bytes and the kernels' expansion buffers, and decode steps still allocate nothing.
 class PlannedCompactWork : public PlannedWork {
   protected:
-    bool compact() const override { return true; }
+    nc_llm_weights held_as() const override { return NC_LLM_WEIGHTS_COMPACT; }
 };
 
 TEST_F(PlannedCompactWork, ReserveAllocatesThePlanAndWorkGrowsNothing) {
     reserve_allocates_the_plan_and_work_grows_nothing();
 }
 TEST_F(PlannedCompactWork, DecodeStepsAllocateNothing) { decode_steps_allocate_nothing(); }
+
+// The same with the LLM's weights quantized to int8 rows (docs/ARCHITECTURE.md "Int8 weights").
+class PlannedInt8Work : public PlannedWork {
+  protected:
+    nc_llm_weights held_as() const override { return NC_LLM_WEIGHTS_INT8; }
+};
+
+TEST_F(PlannedInt8Work, ReserveAllocatesThePlanAndWorkGrowsNothing) { reserve_allocates_the_plan_and_work_grows_nothing(); }
+TEST_F(PlannedInt8Work, DecodeStepsAllocateNothing) { decode_steps_allocate_nothing(); }
 
 TEST_F(PlannedWork, WorkBeyondThePlanIsRefusedBeforeCompute) {
     nc_plan p{};

@@ -22,9 +22,8 @@ type Options struct {
 	Backend bindings.Backend
 	Device  int
 	Threads int // CPU threads; 0: all
-	// CompactWeights holds the language model's bf16 matrices in 12 bits per weight, losslessly
-	// (bindings.ModelParams.CompactLLMWeights).
-	CompactWeights bool
+	// LLMWeights is how the language model's matrices are held (bindings.LLMWeights; the zero value: as stored).
+	LLMWeights bindings.LLMWeights
 	// KV cache: dtype and positions per block.
 	KVDType     bindings.DType
 	KVBlockSize int
@@ -107,7 +106,7 @@ func Open(path string, o Options) (*Engine, error) {
 		return nil, fmt.Errorf("tokenizer has %d ids, config.json says vocab_size %d", tok.VocabSize(), d.Config.VocabSize)
 	}
 	m, err := bindings.OpenModel(bindings.ModelParams{Config: d.Config, Files: d.Files, Tensors: d.Refs(),
-		Backend: o.Backend, Device: o.Device, Threads: o.Threads, CompactLLMWeights: o.CompactWeights})
+		Backend: o.Backend, Device: o.Device, Threads: o.Threads, LLMWeights: o.LLMWeights})
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", d.Path, err)
 	}

@@ -143,7 +143,8 @@ func TestGenerateMatchesReference(t *testing.T) {
 // bf16 weights: the same greedy tokens for at least the first 16, where no box is fed back (a located <at>
 // feeds loc_encoder(loc_decoder(h)) forward, and bf16 box heads move later logits by more than small greedy
 // margins: odd_config's golden margin is 0.02). The prefill NMSE bound is checked in internal/golden. The same holds
-// with the weights held compact (Options.CompactWeights), which are the same bf16 weights.
+// with the weights held compact (Options.LLMWeights), which are the same bf16 weights, and with them quantized to int8
+// rows: lossy, but on these checkpoints their logits move less than the greedy margins of the first 16 tokens.
 func TestGenerateBF16Tokens(t *testing.T) {
 	cases, err := golden.Cases()
 	require.NoError(t, err)
@@ -151,11 +152,11 @@ func TestGenerateBF16Tokens(t *testing.T) {
 		if c.Sampling != nil || c.Result.AtCount > 0 {
 			continue
 		}
-		for _, compact := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s/compact=%v", c.Name, compact), func(t *testing.T) {
+		for _, held := range []bindings.LLMWeights{bindings.LLMWeightsAsStored, bindings.LLMWeightsCompact, bindings.LLMWeightsInt8} {
+			t.Run(fmt.Sprintf("%s/%v", c.Name, held), func(t *testing.T) {
 				g, err := golden.Load(filepath.Join(golden.Root(), "testdata", "golden", "model", c.File))
 				require.NoError(t, err)
-				e := openCase(t, c, bindings.BF16, func(o *Options) { o.CompactWeights = compact })
+				e := openCase(t, c, bindings.BF16, func(o *Options) { o.LLMWeights = held })
 				p, err := e.Prepare(request(t, c, g))
 				require.NoError(t, err)
 				res, err := e.Run(context.Background(), p, params(c), nil)
