@@ -22,8 +22,8 @@ help:
 	@echo "make test       C++ tests (ctest), then go test -race -count=1 ./..."
 	@echo "make test-asan  C++ tests built with AddressSanitizer + UndefinedBehaviorSanitizer"
 	@echo "make bench      Go benchmarks (safetensors parsing, checkpoint generation, fp16 conversion), linear's kernels, every op against the roofline"
-	@echo "make bench-compare BENCH_MODEL=DIR [BENCH_FLAGS=--compact-weights]  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
-	@echo "make check-7b-rss  synthetic 7b bf16 (M7B=$(M7B), generated if absent: 15.5 GB) grounds one expression with a mask on the CPU; peak RSS must be within 5% of the memory plan (slow: not part of make test; RSS_FLAGS=--compact-weights for compact weights)"
+	@echo "make bench-compare BENCH_MODEL=DIR [BENCH_FLAGS='--llm-weights int8' or compact]  nextchat bench llm vs PyTorch eager (both OMP wait policies), ratios"
+	@echo "make check-7b-rss  synthetic 7b bf16 (M7B=$(M7B), generated if absent: 15.5 GB) grounds one expression with a mask on the CPU; peak RSS must be within 5% of the memory plan (slow: not part of make test; RSS_FLAGS='--llm-weights compact' for re-coded weights)"
 	@echo "make cuda-check compile every .cu for sm_80, sm_90 and sm_90a (CUDA_ROOT=$(CUDA_ROOT))"
 	@echo "make fuzz       run the safetensors header, torch checkpoint and chat request fuzzers, each for FUZZTIME (default 60s)"
 	@echo "make goldens    regenerate every golden with the PyTorch reference (venv REF_VENV=$(REF_VENV))"
@@ -69,7 +69,7 @@ bench-compare: all ref-venv
 M7B       ?= /tmp/m7b
 RSS_IMAGE ?= testdata/images/wide_64x48.png
 RSS_CTX   ?= 1024
-RSS_FLAGS ?=# e.g. --compact-weights
+RSS_FLAGS ?=# e.g. --llm-weights compact
 check-7b-rss: all
 	@test -d $(M7B) || bin/nextchat gen --config 7b --dtype bf16 --seed 7 --out $(M7B)
 	set -o pipefail; bin/nextchat ground --model $(M7B) --image $(RSS_IMAGE) --mask --ctx $(RSS_CTX) --report-rss $(RSS_FLAGS) "the red circle" 2>&1 | tee $(BUILD)/check-7b-rss.log

@@ -19,7 +19,7 @@ def run_json(cmd, env=None):
 def main():
     model = sys.argv[1]
     threads = sys.argv[2] if len(sys.argv) > 2 else "2"
-    engine_flags = sys.argv[3:]  # e.g. --compact-weights: the engine's options; PyTorch runs the checkpoint as stored
+    engine_flags = sys.argv[3:]  # e.g. --llm-weights int8: the engine's options; PyTorch runs the checkpoint as stored
     ours = run_json([str(ROOT / "bin/nextchat"), "bench", "llm", "--model", model, "--threads", threads,
                      "--repeat", "2", "--steps", "4", "--prompt-tokens", "128", "--json", *engine_flags])
     ref = [sys.executable, str(ROOT / "tools/reference/bench_llm.py"), "--model", model, "--threads", threads,
