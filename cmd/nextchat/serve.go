@@ -116,9 +116,16 @@ func serve(ctx context.Context, e *env, f serveFlags, verbose bool) error {
 	// for as long as it generates.
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute,
 		IdleTimeout: 2 * time.Minute, BaseContext: func(net.Listener) context.Context { return base }}
-	fmt.Fprintf(e.stderr, "nextchat: serving %s on http://%s (context %d, %d sequences, KV %s, memory plan %.1f GiB); "+
+	held := "" // said only when not as stored, and int8's loss always
+	switch weights {
+	case bindings.LLMWeightsCompact:
+		held = ", LLM weights compact"
+	case bindings.LLMWeightsInt8:
+		held = ", LLM weights int8 (lossy)"
+	}
+	fmt.Fprintf(e.stderr, "nextchat: serving %s on http://%s (context %d, %d sequences, KV %s%s, memory plan %.1f GiB); "+
 		"API at /v1, web page at /\n", f.model, ln.Addr(), eng.Plan.Request.MaxContext, eng.Plan.Request.MaxSequences, kv,
-		gibs(eng.Plan.HostBytes))
+		held, gibs(eng.Plan.HostBytes))
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
 	select {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"regexp"
@@ -73,6 +74,42 @@ func TestServeAnswersAndShutsDown(t *testing.T) {
 	}
 	assert.Contains(t, stderr.String(), `"msg":"request"`, "requests are logged as JSON")
 	assert.Contains(t, stderr.String(), `"msg":"shutting down"`)
+}
+
+// A server with re-coded weights says so when it starts and in /v1/models; int8 is named lossy.
+func TestServeSaysHowTheWeightsAreHeld(t *testing.T) {
+	for _, tc := range []struct {
+		flags       []string
+		line, model string
+	}{
+		{nil, "", "stored"},
+		{[]string{"--llm-weights", "compact"}, ", LLM weights compact,", "compact"},
+		{[]string{"--llm-weights", "int8"}, ", LLM weights int8 (lossy),", "int8"},
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			url, stderr, code, cancel := startServe(t, append([]string{"--ctx", "256"}, tc.flags...)...)
+			defer func() {
+				cancel()
+				<-code
+			}()
+			if tc.line == "" {
+				assert.NotContains(t, stderr.String(), "LLM weights")
+			} else {
+				assert.Contains(t, stderr.String(), tc.line)
+			}
+			resp, err := http.Get(url + "/v1/models")
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			var models struct {
+				Data []struct {
+					LLMWeights string `json:"llm_weights"`
+				} `json:"data"`
+			}
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&models))
+			require.Len(t, models.Data, 1)
+			assert.Equal(t, tc.model, models.Data[0].LLMWeights)
+		})
+	}
 }
 
 // On SIGINT/SIGTERM (the context ending) an answer already streaming is finished within the grace period.

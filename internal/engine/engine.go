@@ -78,8 +78,11 @@ type Engine struct {
 	Model *bindings.Model
 	Tok   *tokenizer.Tokenizer
 	// Plan is the memory plan the core reserved: every limit a request is admitted against.
-	Plan  bindings.Plan
-	cache *bindings.Cache
+	Plan bindings.Plan
+	// LLMWeights is how the language model's matrices are held (Options.LLMWeights): int8 is lossy, and a server
+	// says so.
+	LLMWeights bindings.LLMWeights
+	cache      *bindings.Cache
 	// mu guards the KV cache: steps, and starting, forking and closing sequences (and the prefix cache with them).
 	mu     sync.Mutex
 	images featureCache // CLIP features by image content
@@ -127,7 +130,7 @@ func Open(path string, o Options) (*Engine, error) {
 	}
 	slog.Debug("engine ready", "model", d.Path, "context", plan.Request.MaxContext, "sequences",
 		plan.Request.MaxSequences, "kv_dtype", o.KVDType, "host_bytes", plan.HostBytes)
-	return &Engine{Dir: d, Model: m, Tok: tok, Plan: plan, cache: cache,
+	return &Engine{Dir: d, Model: m, Tok: tok, Plan: plan, LLMWeights: o.LLMWeights, cache: cache,
 		images:    featureCache{capacity: plan.Request.FeatureCacheImages},
 		samImages: featureCache{capacity: plan.Request.SAMCacheImages},
 		prefixes:  newPrefixCache(min(optionOr(o.PrefixCache, plan.Request.MaxSequences), plan.Request.MaxSequences)),

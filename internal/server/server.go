@@ -287,9 +287,12 @@ func (s *Server) models(w http.ResponseWriter, _ *http.Request) error {
 		Created       int64  `json:"created"`
 		OwnedBy       string `json:"owned_by"`
 		ContextLength int64  `json:"context_length"`
+		// How the language model's weights are held: "stored", "compact" (lossless) or "int8" (lossy).
+		LLMWeights string `json:"llm_weights"`
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []model{{ID: s.opts.ModelName,
-		Object: "model", Created: s.created, OwnedBy: "nextchat", ContextLength: s.eng.Plan.Request.MaxContext}}})
+		Object: "model", Created: s.created, OwnedBy: "nextchat", ContextLength: s.eng.Plan.Request.MaxContext,
+		LLMWeights: s.eng.LLMWeights.String()}}})
 	return nil
 }
 

@@ -510,6 +510,7 @@ func TestModelsHealthAndMetrics(t *testing.T) {
 		Data []struct {
 			ID            string `json:"id"`
 			ContextLength int    `json:"context_length"`
+			LLMWeights    string `json:"llm_weights"`
 		} `json:"data"`
 	}
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&models))
@@ -517,6 +518,7 @@ func TestModelsHealthAndMetrics(t *testing.T) {
 	require.Len(t, models.Data, 1)
 	assert.Equal(t, "nextchat-tiny", models.Data[0].ID)
 	assert.Equal(t, 512, models.Data[0].ContextLength)
+	assert.Equal(t, "stored", models.Data[0].LLMWeights)
 	resp, err = http.Get(hs.URL + "/health")
 	require.NoError(t, err)
 	resp.Body.Close()
