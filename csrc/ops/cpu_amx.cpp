@@ -182,15 +182,22 @@ int64_t expanded_block_tiles(int64_t K) {
     return std::clamp<int64_t>(kAmxExpandBytes / (kTile * K * 2) / 2 * 2, 2, kBlockTiles);
 }
 
-// The 16 rows of a compact weight's tile (or int8 rows' q) as bf16 at dst (rows past its end zero); returns dst.
-const uint16_t* expand_tile(const AmxTile& t, int64_t K, uint16_t* dst) {
+// Columns [k0, k0 + cols) of the 16 rows of a compact weight's tile (or int8 rows' q, or a stored tile's rows of width
+// K) as bf16 at dst, rows ld apart (rows past the weight's end zero); returns dst.
+const uint16_t* expand_tile(const AmxTile& t, int64_t K, int64_t k0, int64_t cols, uint16_t* dst, int64_t ld) {
     const Weight& w = *t.out->w;
-    if (w.int8 != nullptr) {
-        expand_int8_bf16(*w.int8, t.o, t.count, dst, K);
-    } else {
-        expand_rows(*w.compact, t.o, t.count, dst, K);
+    if (t.a != nullptr) {  // stored bf16 beside re-coded weights in one call: copied like the others
+        for (int64_t i = 0; i < kTile; ++i) std::memcpy(dst + i * ld, t.a + i * K + k0, size_t(cols) * 2);
+        return dst;
     }
-    std::fill(dst + t.count * K, dst + kTile * K, uint16_t(0));
+    if (w.int8 != nullptr) {
+        expand_int8_bf16(*w.int8, t.o, t.count, k0, cols, dst, ld);
+    } else if (k0 == 0 && cols == w.cols && ld == w.cols) {
+        expand_rows(*w.compact, t.o, t.count, dst, ld);
+    } else {
+        for (int64_t i = 0; i < t.count; ++i) expand_segment(*w.compact, t.o + i, k0, cols, dst + i * ld);
+    }
+    for (int64_t i = t.count; i < kTile; ++i) std::fill(dst + i * ld, dst + i * ld + cols, uint16_t(0));
     return dst;
 }
 
@@ -251,6 +258,56 @@ __attribute__((target("amx-tile"))) void save_sums(float* saved) {
 // 1.2× at K = 5632 and 1.3× at 11008; panels of 16 k-blocks cost more than they saved below K = 11008.
 constexpr int64_t kPanelKBlocks = 128;
 
+// The C tiles of a tile pair (out[1] may be null) against row blocks rb and rb + 1 (row_pair) stored into y.
+__attribute__((target("amx-tile,avx512f"))) void store_pair(const AmxTile* const out[2], int64_t rb, bool row_pair,
+                                                            int64_t row_blocks, const float* x, int64_t rows, int64_t K,
+                                                            int64_t body, int64_t first) {
+    alignas(64) float c[4][kTile * kTile];
+    _tile_stored(0, c[0], kTile * 4);
+    if (out[1] != nullptr) _tile_stored(1, c[1], kTile * 4);
+    if (row_pair) _tile_stored(2, c[2], kTile * 4);
+    if (row_pair && out[1] != nullptr) _tile_stored(3, c[3], kTile * 4);
+    for (int i = 0; i < 4; ++i) {
+        const AmxTile* o = out[i % 2];
+        const int64_t r = rb + i / 2;
+        if (o != nullptr && r < row_blocks) store_tile(*o, c[i], x, rows, K, body, r * kTile, first);
+    }
+}
+
+// Re-coded weights against at most two row blocks (a decode step): every expanded tile is used once, so expanding a
+// block of them ahead only sends them through L2 and back while the tiles wait. Each tile pair is expanded instead
+// kStreamKBlocks k-blocks at a time into an L1 buffer right before the tiles multiply them, which overlaps the
+// expansion (the vector units, the weights' stream from memory) with the previous chunk's tile products.
+constexpr int64_t kStreamKBlocks = 8;
+
+__attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles_streamed(const std::vector<AmxTile>& tiles, int64_t t0,
+                                                                              int64_t t1, const uint16_t* b, const float* x,
+                                                                              int64_t rows, int64_t first, int64_t K,
+                                                                              int64_t kblocks) {
+    alignas(64) uint16_t chunk[2][kTile * kStreamKBlocks * kKBlock];
+    const int64_t row_blocks = (rows + kTile - 1) / kTile, body = kblocks * kKBlock, ld = kStreamKBlocks * kKBlock;
+    const int64_t block_elems = kblocks * kParts * kBTileElems;
+    const bool row_pair = row_blocks == 2;
+    amx_configure_tiles();
+    for (int64_t t = t0; t < t1; t += 2) {
+        const AmxTile* out[2] = {&tiles[size_t(t)], t + 1 < t1 ? &tiles[size_t(t + 1)] : nullptr};
+        begin_sums(nullptr);
+        for (int64_t k0 = 0; k0 < kblocks; k0 += kStreamKBlocks) {
+            const int64_t kn = std::min(kStreamKBlocks, kblocks - k0);
+            const uint16_t* a0 = expand_tile(*out[0], K, k0 * kKBlock, kn * kKBlock, chunk[0], ld);
+            const uint16_t* a1 = out[1] != nullptr ? expand_tile(*out[1], K, k0 * kKBlock, kn * kKBlock, chunk[1], ld) : nullptr;
+            const uint16_t* b0 = b + k0 * kParts * kBTileElems;
+            if (row_pair) {
+                multiply<true>(a0, a1, ld * 2, b0, b0 + block_elems, kn);
+            } else {
+                multiply<false>(a0, a1, ld * 2, b0, b0, kn);
+            }
+        }
+        store_pair(out, 0, row_pair, row_blocks, x, rows, K, body, first);
+    }
+    _tile_release();
+}
+
 // Output tiles [t0, t1) for the rows of x (y's rows first…), in blocks of kBlockTiles: two output tiles against two
 // row blocks at a time (multiply), a last odd row block with the tiles alone.
 __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::vector<AmxTile>& tiles, int64_t t0,
@@ -258,11 +315,11 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
                                                                      int64_t rows, int64_t first, int64_t K,
                                                                      int64_t kblocks) {
     const bool compact = std::any_of(tiles.begin() + t0, tiles.begin() + t1, [](const AmxTile& t) { return t.a == nullptr; });
+    if (compact && rows <= 2 * kTile) return run_tiles_streamed(tiles, t0, t1, b, x, rows, first, K, kblocks);
     const int64_t block_tiles = compact ? expanded_block_tiles(K) : kBlockTiles;
     std::vector<uint16_t>& expanded = share_local<ExpandedTiles>().bits;
     if (compact) expanded.resize(size_t(block_tiles * kTile * K));
     amx_configure_tiles();
-    alignas(64) float c[4][kTile * kTile];
     alignas(64) float partial[kBlockTiles / 2][4 * kTile * kTile];  // each tile pair's sums between K panels
     const uint16_t* a[kBlockTiles];  // the block's weight rows, as stored or expanded
     const int64_t row_blocks = (rows + kTile - 1) / kTile, stride = K * 2, body = kblocks * kKBlock;
@@ -272,7 +329,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
         const int64_t block_end = std::min(block + block_tiles, t1);
         for (int64_t t = block; t < block_end; ++t) {
             const AmxTile& tile = tiles[size_t(t)];
-            a[t - block] = tile.a != nullptr ? tile.a : expand_tile(tile, K, expanded.data() + (t - block) * kTile * K);
+            a[t - block] = tile.a != nullptr ? tile.a : expand_tile(tile, K, 0, K, expanded.data() + (t - block) * kTile * K, K);
         }
         for (int64_t rb = 0; rb < row_blocks; rb += 2) {
             const bool row_pair = rb + 1 < row_blocks;
@@ -294,15 +351,7 @@ __attribute__((target("amx-tile,amx-bf16,avx512f"))) void run_tiles(const std::v
                         save_sums(saved);
                         continue;
                     }
-                    _tile_stored(0, c[0], kTile * 4);
-                    if (a1 != nullptr) _tile_stored(1, c[1], kTile * 4);
-                    if (row_pair) _tile_stored(2, c[2], kTile * 4);
-                    if (row_pair && a1 != nullptr) _tile_stored(3, c[3], kTile * 4);
-                    for (int i = 0; i < 4; ++i) {
-                        const AmxTile* o = out[i % 2];
-                        const int64_t r = rb + i / 2;
-                        if (o != nullptr && r < row_blocks) store_tile(*o, c[i], x, rows, K, body, r * kTile, first);
-                    }
+                    store_pair(out, rb, row_pair, row_blocks, x, rows, K, body, first);
                 }
             }
         }
@@ -338,8 +387,7 @@ bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n) {
     for (int32_t i = 0; i < n; ++i) {
         const Weight& w = *outs[i].w;
         if ((w.dtype != NC_DTYPE_BF16 && w.int8 == nullptr) || w.cols != K) return false;
-        if (w.compact != nullptr && rows < kAmxMinCompactRows) return false;
-        if (w.int8 != nullptr && rows < kAmxMinInt8Rows) return false;
+        if ((w.compact != nullptr || w.int8 != nullptr) && rows < kAmxMinExpandedRows) return false;
         outputs += outs[i].w->rows;
     }
     return outputs >= kAmxMinOutputs;

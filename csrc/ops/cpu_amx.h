@@ -23,16 +23,12 @@ constexpr int64_t kAmxMinRows = 5;
 // 2.2× slower at 128 outputs, 1.2× at 512, 1.16× faster at 1280; break-even ≈ 700).
 constexpr int64_t kAmxMinOutputs = 768;
 
-// With a compact weight (ops/compact_bf16.h) the tiles wait for its expansion, and the AVX-512 kernels decoding in
-// registers are as fast up to 8 rows (nextchat_bench_linear 11264 2048 12 2 compact: 5 rows 2.59 ms against the
-// tiles' 3.18, 8 rows 3.31 against 3.30, 16 rows 5.31 against 3.26).
-constexpr int64_t kAmxMinCompactRows = 9;
-
-// The same for int8 rows (ops/int8_rows.h), whose in-register kernel reads half of bf16's bytes: it is faster up to
-// 11 rows (nextchat_bench_linear 11264 2048 12 2 int8: 8 rows 1.60–1.76 ms against the tiles' 2.42–2.55, 11 rows
-// 2.35–2.55 against 2.46–2.49, 16 rows 3.29–3.34 against 2.56–2.57; 4096 11008 at 12 rows 4.83–5.03 against
-// 5.11–5.49).
-constexpr int64_t kAmxMinInt8Rows = 12;
+// With a compact weight (ops/compact_bf16.h) or int8 rows (ops/int8_rows.h) the tiles wait for the expansion to bf16,
+// and the AVX-512 kernels decoding in registers are as fast up to 8 rows (nextchat_bench_linear … 2 ROWS, the tiles
+// against the in-register kernel: 11264 2048 12 compact at 8 rows 3.37–3.52 ms against 3.38–3.42, at 12 rows
+// 3.43–3.45 against 4.13–4.24; 11264 2048 12 int8 at 8 rows 2.23–2.36 against 1.83–1.85, at 10 rows 2.21–2.47
+// against 2.35; 11008 4096 6 int8 at 8 rows 3.37–3.41 against 3.38–3.71).
+constexpr int64_t kAmxMinExpandedRows = 9;
 
 // Rows of x packed and multiplied at a time: bounds the packed copy (3 bf16 parts: 1.5× the chunk's floats, 17 MB
 // at K = 11008) while every weight is read once per 256 rows — far less time than those rows' products take.
@@ -42,8 +38,8 @@ constexpr int64_t kAmxChunkRows = 256;
 // (release with _tile_release). Requires cpu_has_amx().
 void amx_configure_tiles();
 
-// Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows (kAmxMinCompactRows or
-// kAmxMinInt8Rows with such a weight) and kAmxMinOutputs outputs, every weight bf16 or int8, one input width ≥ 32.
+// Whether amx_linears takes these outputs: AMX usable now (cpu_has_amx), at least kAmxMinRows rows (kAmxMinExpandedRows
+// with a compact or int8 weight) and kAmxMinOutputs outputs, every weight bf16 or int8, one input width ≥ 32.
 bool amx_takes(int64_t rows, const LinearOut* outs, int32_t n);
 
 // One output tile: 16 weight rows (fewer at a weight's end, then read from a zero-padded copy), K·2 bytes apart.

@@ -78,13 +78,13 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) int64_t int8_to_bf16_avx5
 
 }  // namespace
 
-void expand_int8_bf16(const Int8Rows& w, int64_t first, int64_t n, uint16_t* out, int64_t ld) {
+void expand_int8_bf16(const Int8Rows& w, int64_t first, int64_t n, int64_t k0, int64_t cols, uint16_t* out, int64_t ld) {
     static const bool bf16_lanes = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
     const bool avx512 = bf16_lanes && cpu_isa() >= Isa::Avx512;
     for (int64_t i = 0; i < n; ++i) {
-        const int8_t* q = w.row(first + i);
+        const int8_t* q = w.row(first + i) + k0;
         uint16_t* dst = out + i * ld;
-        for (int64_t c = avx512 ? int8_to_bf16_avx512(q, w.cols, dst) : 0; c < w.cols; ++c) dst[c] = f32_to_bf16(float(q[c]));
+        for (int64_t c = avx512 ? int8_to_bf16_avx512(q, cols, dst) : 0; c < cols; ++c) dst[c] = f32_to_bf16(float(q[c]));
     }
 }
 

@@ -36,8 +36,9 @@ struct Int8Rows {
 // one infinity or NaN would set its row's scale. `name` names the tensor in that error.
 std::unique_ptr<Int8Rows> quantize_int8(Ops& ops, const Weight& w, const std::string& name);
 
-// q of rows [first, first + n) as bf16 bits (exact), row i at out + i · ld: the AMX tiles' operand.
-void expand_int8_bf16(const Int8Rows& w, int64_t first, int64_t n, uint16_t* out, int64_t ld);
+// q of rows [first, first + n), columns [k0, k0 + cols), as bf16 bits (exact), row i at out + i · ld: the AMX tiles'
+// operand.
+void expand_int8_bf16(const Int8Rows& w, int64_t first, int64_t n, int64_t k0, int64_t cols, uint16_t* out, int64_t ld);
 
 // q of rows [first, first + n) as floats (exact), row i at out + i · ld: the AVX2 and portable dot products' operand.
 void expand_int8_f32(const Int8Rows& w, int64_t first, int64_t n, float* out, int64_t ld);

@@ -109,14 +109,15 @@ struct CompactPair {
 };
 
 // Every path of Ops::linears: the dot products (≤ 16 rows: every tile remainder, tails of the 32-weight groups), the
-// packed GEMM (17+ rows) and the AMX tiles (≥ 5 rows and ≥ 768 outputs, a partial last tile).
+// packed GEMM (17+ rows) and the AMX tiles (≥ 9 rows and ≥ 768 outputs: streamed up to 32 rows, in blocks beyond; a
+// partial last tile).
 class CompactLinear : public nc_test::PerIsa {};
 
 TEST_P(CompactLinear, MatchesTheReferenceOnTheStoredWeights) {
     for (auto [rows, in, out, with_bias] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
              {1, 1, 1, false}, {1, 7, 5, true}, {2, 33, 3, false}, {3, 64, 17, true}, {5, 127, 33, true},
              {1, 4100, 131, true}, {4, 2049, 67, false}, {16, 96, 12, true}, {17, 300, 21, false},
-             {40, 1030, 70, true}, {9, 100, 805, true}, {64, 70, 790, false}}) {
+             {40, 1030, 70, true}, {9, 100, 805, true}, {20, 300, 790, true}, {64, 70, 790, false}}) {
         SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out));
         const CompactPair w(*cpu, out, in, uint32_t(in + out));
         const nc_test::StoredWeight bias(random_floats(size_t(out), 3), NC_DTYPE_BF16, 1, out);

@@ -97,7 +97,7 @@ TEST_P(Int8Format, ExpandsToTheKernelsOperands) {
     const auto q = nc::ops::quantize_int8(*cpu, w.w, "w");
     std::vector<uint16_t> bits(size_t(rows * (cols + 3)), 0xdead);
     std::vector<float> floats(size_t(rows * (cols + 3)), NAN);
-    nc::ops::expand_int8_bf16(*q, 0, rows, bits.data(), cols + 3);
+    nc::ops::expand_int8_bf16(*q, 0, rows, 0, cols, bits.data(), cols + 3);
     nc::ops::expand_int8_f32(*q, 0, rows, floats.data(), cols + 3);
     for (int64_t r = 0; r < rows; ++r) {
         for (int64_t c = 0; c < cols; ++c) {
@@ -133,14 +133,15 @@ struct Int8Pair {
 };
 
 // Every path of Ops::linears: the dot products (≤ 16 rows: every tile remainder, tails of the 32-weight steps), the
-// packed GEMM (17+ rows) and the AMX tiles (≥ 9 rows and ≥ 768 outputs, a partial last tile, a K tail).
+// packed GEMM (17+ rows) and the AMX tiles (≥ 9 rows and ≥ 768 outputs: streamed up to 32 rows, one or two row
+// blocks; in blocks beyond; a partial last tile, a K tail).
 class Int8Linear : public nc_test::PerIsa {};
 
 TEST_P(Int8Linear, MatchesTheReferenceOnTheDequantizedWeights) {
     for (auto [rows, in, out, with_bias] : std::vector<std::tuple<int64_t, int64_t, int64_t, bool>>{
              {1, 1, 1, false}, {1, 7, 5, true}, {2, 33, 3, false}, {3, 64, 17, true}, {5, 127, 33, true},
              {1, 4100, 131, true}, {4, 2049, 67, false}, {16, 96, 12, true}, {17, 300, 21, false},
-             {40, 1030, 70, true}, {9, 100, 805, true}, {64, 70, 790, false}, {12, 4200, 800, true}}) {
+             {40, 1030, 70, true}, {9, 100, 805, true}, {20, 300, 790, true}, {64, 70, 790, false}, {12, 4200, 800, true}}) {
         SCOPED_TRACE("rows " + std::to_string(rows) + " in " + std::to_string(in) + " out " + std::to_string(out));
         const Int8Pair w(*cpu, out, in, uint32_t(in + out));
         const StoredWeight bias(random_floats(size_t(out), 3), NC_DTYPE_BF16, 1, out);
