@@ -47,11 +47,6 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     if (size_ == 0) return;  // mmap of length 0 is an error; an empty file simply has no bytes
     void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, file.fd, 0);
     if (p == MAP_FAILED) fail_io("cannot map", path, errno);
-    // Huge pages where the kernel can give them (pages read into the page cache after this, as large folios): the
-    // decode streams every weight once per step, and on `small` this measured 1.06–1.11× faster steps at batch 1–16
-    // with prefill unchanged (docs/BENCHMARKS.md "Huge pages for the weight files"). An advice: ignored where THP is
-    // off, harmless for small files.
-    (void)madvise(p, size_, MADV_HUGEPAGE);
     data_ = static_cast<const std::byte*>(p);
 }
 
