@@ -52,7 +52,7 @@ func infoCommand() command {
 	return command{
 		name:    "info",
 		summary: "describe a model directory: parameters per component, dtypes, weight memory, KV cache per token; with --plan the exact memory plan for a context and batch",
-		usage:   "--model DIR [--json] [--plan --ctx N --batch B [--step-rows R] [--kv-dtype f16|bf16|f32] [--device cpu|cuda] [--threads T] [--compact-weights]]",
+		usage:   "--model DIR [--json] [--plan --ctx N --batch B [--step-rows R] [--kv-dtype f16|bf16|f32] [--device cpu|cuda] [--threads T] [--llm-weights stored|compact|int8]]",
 		setup: func(fs *pflag.FlagSet) func(context.Context, *env, []string) error {
 			model := fs.String("model", "", "model directory (config.json, *.safetensors, tokenizer.model)")
 			asJSON := fs.Bool("json", false, "print a machine-readable report")
