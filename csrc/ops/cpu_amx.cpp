@@ -192,8 +192,6 @@ const uint16_t* expand_tile(const AmxTile& t, int64_t K, int64_t k0, int64_t col
     }
     if (w.int8 != nullptr) {
         expand_int8_bf16(*w.int8, t.o, t.count, k0, cols, dst, ld);
-    } else if (k0 == 0 && cols == w.cols && ld == w.cols) {
-        expand_rows(*w.compact, t.o, t.count, dst, ld);
     } else {
         for (int64_t i = 0; i < t.count; ++i) expand_segment(*w.compact, t.o + i, k0, cols, dst + i * ld);
     }

@@ -518,7 +518,7 @@ void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_
                   int32_t n) {
     const Isa isa = cpu_isa();
     const int64_t K = outs[0].w->cols;
-    const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16 && outs[0].w->int8 == nullptr;
+    const bool split = isa == Isa::Avx512 && outs[0].w->dtype == NC_DTYPE_BF16;  // int8 rows are F32 (ops/weight.h)
     const bool compact = std::any_of(outs, outs + n, [](const LinearOut& o) { return o.w->compact != nullptr; });
     const float* xs = x;
     int64_t ldxs = K;
@@ -538,7 +538,7 @@ void gemv_linears(ThreadPool& pool, GemvBuffers& buffers, const float* x, int64_
             const Int8Rows* int8 = out.w->int8;
             init_outputs(LinearOut{out.w, int8 != nullptr ? nullptr : out.bias, out.y}, rows, o0, o1);
             // Every weight must share x's reordering: a bf16 weight is read split only when x was split.
-            const bool w_split = isa == Isa::Avx512 && out.w->dtype == NC_DTYPE_BF16 && int8 == nullptr;
+            const bool w_split = isa == Isa::Avx512 && out.w->dtype == NC_DTYPE_BF16;
             run_block(w_split == split ? isa : std::min(isa, Isa::Avx2),
                       Block{x, xs, order, ldxs, rows, K, out.w, o0, o1, out.y, out.w->rows});
             if (int8 != nullptr) scale_int8_outputs(*int8, out.bias, o0, o1, rows, out.y, out.w->rows);
